@@ -1,0 +1,1 @@
+"""fedclient: the client daemon that trains on local data and pushes compressed updates."""

@@ -1,0 +1,36 @@
+"""Client daemon configuration (same loading rules as the coordinator: TOML < env < flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedcore.datasets import DataSpec
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    server: str = "127.0.0.1:50051"  # host:port of the coordinator
+    client_id: str = ""  # required; unique per client
+    token: str = "fedprune-local"  # bearer token the coordinator knows for this client
+    max_wait_ms: int = 20_000  # long-poll length asked of Round
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    max_payload_bytes: int = 1 << 30  # refuse larger model downloads
+    seed: int = 0
+    log_level: str = "INFO"
+    log_format: str = "text"
+    data: DataSpec = field(default_factory=DataSpec)
+
+    def __post_init__(self) -> None:
+        if not self.client_id or len(self.client_id) > 128 or not self.client_id.isprintable():
+            raise ValueError("client_id: required, 1..128 printable characters")
+        if ":" not in self.server:
+            raise ValueError(f"server: expected host:port, got {self.server!r}")
+        if not self.token:
+            raise ValueError("token: required")
+        if self.max_wait_ms < 100:
+            raise ValueError("max_wait_ms: must be >= 100")
+        if not 0 < self.backoff_initial_s <= self.backoff_max_s:
+            raise ValueError("backoff_initial_s: must be > 0 and <= backoff_max_s")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("log_format: must be text or json")

@@ -1,0 +1,245 @@
+"""The client daemon's loop: check in, pull, work, push — and ride out failures.
+
+Every call is initiated here (pull-based protocol). Transient failures (UNAVAILABLE, a
+coordinator restart, a dropped connection) are retried with exponential backoff and
+jitter; a rejected update (late, stale, unknown task after a coordinator restart) is
+dropped and the daemon simply checks in again. ``stop()`` (SIGTERM) cancels the call in
+flight and the loop exits between steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from fedcore.model_codec import Encoding, decode_mask_message, decode_model, encode_model
+from fedcore.pb import coordinator_pb2 as cpb
+from fedcore.pb import coordinator_pb2_grpc
+from fedcore.streaming import PayloadAssembler, make_header, split_payload
+from fedclient.backoff import ExponentialBackoff
+from fedclient.channel import open_channel
+from fedclient.config import ClientConfig
+from fedclient.local_work import LocalWorker, TrainOutcome
+
+log = logging.getLogger("fedclient")
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+             grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL,
+             grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
+FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+         grpc.StatusCode.UNIMPLEMENTED}
+VERSION = "0.1.0"
+
+
+class FatalClientError(RuntimeError):
+    """The coordinator refuses this client (bad credentials); retrying cannot help."""
+
+
+class ClientDaemon:
+    def __init__(self, config: ClientConfig, worker: LocalWorker) -> None:
+        self.config = config
+        self.worker = worker
+        self._stop = threading.Event()
+        self._inflight: grpc.Future | None = None
+        self._channel = open_channel(config.server)
+        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        self._metadata = (("x-fedprune-client-id", config.client_id),
+                          ("authorization", f"Bearer {config.token}"))
+        self._backoff = ExponentialBackoff(initial_s=config.backoff_initial_s,
+                                           max_s=config.backoff_max_s,
+                                           rng=random.Random(f"{config.client_id}/{config.seed}"))
+        self.mask_id = ""
+        self.masks: dict[str, np.ndarray] | None = None
+        self.rounds_done = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        inflight = self._inflight
+        if inflight is not None:
+            inflight.cancel()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve tasks until SHUTDOWN or stop(); returns a process exit code."""
+        log.info("client %s serving %s with %d training examples", self.config.client_id,
+                 self.config.server, len(self.worker.data.train))  # type: ignore[arg-type]
+        while not self._stop.is_set():
+            try:
+                task = self._check_in()
+                self._backoff.reset()
+                if task.kind == cpb.TASK_KIND_SHUTDOWN:
+                    log.info("coordinator says the run is over after %d tasks", self.rounds_done)
+                    return 0
+                self._dispatch(task)
+            except FatalClientError as exc:
+                log.error("%s", exc)
+                return 3
+            except grpc.RpcError as exc:
+                self._on_rpc_error(exc)
+        log.info("client %s stopped", self.config.client_id)
+        return 0
+
+    def _on_rpc_error(self, exc: grpc.RpcError) -> None:
+        code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+        if self._stop.is_set():
+            return
+        if code in FATAL:
+            raise FatalClientError(f"coordinator refused client: {code.name}: {exc.details()}")
+        if code in RETRYABLE:
+            delay = self._backoff.next_delay()
+            log.info("coordinator unreachable (%s); retrying in %.2fs", code.name, delay)
+            self._stop.wait(delay)
+        else:  # the task was refused (late, stale, unknown after a restart): check in again
+            log.warning("task dropped: %s: %s", code.name, exc.details())
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable | grpc.StreamUnaryMultiCallable,
+              request: object, timeout: float) -> object:
+        """A unary-response call that stop() can cancel."""
+        future = method.future(request, timeout=timeout, metadata=self._metadata)
+        self._inflight = future
+        try:
+            return future.result()
+        except grpc.FutureCancelledError:
+            raise _Cancelled() from None
+        finally:
+            self._inflight = None
+
+    def _check_in(self) -> cpb.Task:
+        req = cpb.RoundRequest(max_wait_ms=self.config.max_wait_ms,
+                               num_examples=len(self.worker.data.train),  # type: ignore[arg-type]
+                               client_version=VERSION, held_mask_id=self.mask_id)
+        return self._call(self._stub.Round, req, self.config.max_wait_ms / 1000 + 30)  # type: ignore[return-value]
+
+    def _dispatch(self, task: cpb.Task) -> None:
+        if task.kind == cpb.TASK_KIND_WAIT:
+            if task.retry_after_ms:
+                self._stop.wait(task.retry_after_ms / 1000)
+        elif task.kind == cpb.TASK_KIND_TRAIN:
+            self._train(task)
+        elif task.kind == cpb.TASK_KIND_EVALUATE:
+            self._evaluate(task)
+        else:
+            log.warning("ignoring task kind %d this client does not know", task.kind)
+            self._stop.wait(1.0)
+
+    # -- tasks --------------------------------------------------------------------------
+    def _time_left(self, task: cpb.Task) -> float:
+        return max(1.0, task.deadline_unix_ms / 1000 - time.time())
+
+    def _pull(self, task: cpb.Task) -> dict[str, np.ndarray]:
+        """Pull and decode the global model; adopts the task's mask if the payload has it."""
+        stream = self._stub.PullModel(
+            cpb.PullModelRequest(task_id=task.task_id, held_mask_id=self.mask_id),
+            timeout=self._time_left(task), metadata=self._metadata)
+        self._inflight = stream  # type: ignore[assignment]
+        try:
+            payload = _assemble(stream, self.config.max_payload_bytes)
+            msg = cpb.ModelPayload.FromString(payload)
+            shapes = self.worker.shapes(task.model_name)
+            if msg.HasField("mask"):
+                self.mask_id, self.masks = decode_mask_message(msg.mask, expected=shapes)
+        except (ValueError, DecodeError) as exc:  # every decoder error is a ValueError
+            raise _TaskFailed(f"bad model payload: {exc}") from None
+        finally:
+            self._inflight = None
+        if not task.mask_id:
+            masks = None
+        elif task.mask_id == self.mask_id:
+            masks = self.masks
+        else:
+            raise _TaskFailed(f"task needs mask {task.mask_id!r}, which the payload lacked")
+        try:
+            params = decode_model(msg.model, expected=shapes, mask_id=task.mask_id, masks=masks)
+        except ValueError as exc:
+            raise _TaskFailed(f"bad model payload: {exc}") from None
+        if msg.model.version != task.model_version:
+            raise _TaskFailed(f"pulled version {msg.model.version}, task wants {task.model_version}")
+        return params
+
+    def _train(self, task: cpb.Task) -> None:
+        try:
+            start = time.perf_counter()
+            params = self._pull(task)
+            pull_seconds = time.perf_counter() - start
+            masks = self.masks if task.mask_id else None
+            outcome = self.worker.train(task, params, masks)
+            ack = self._push(task, outcome, masks, pull_seconds)
+        except _TaskFailed as exc:
+            log.warning("round %d: task abandoned: %s", task.round, exc)
+            return
+        self.rounds_done += 1
+        log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
+                 outcome.num_examples, outcome.metrics["train_loss"],
+                 " [duplicate]" if ack.duplicate else "")
+
+    def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
+              pull_seconds: float) -> cpb.PushAck:
+        encoding = Encoding.from_proto(task.update_encoding)
+        payload = cpb.UpdatePayload(delta=encode_model(
+            outcome.delta, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
+            masks=masks, seed=self.config.seed + int(task.round)))
+        if outcome.scores is not None:
+            payload.scores.CopyFrom(encode_model(outcome.scores, encoding=Encoding("fp16", zstd=True),
+                                                 version=task.model_version))
+        data = payload.SerializeToString()
+        header = cpb.UpdateHeader(
+            task_id=task.task_id, round=task.round, model_version=task.model_version,
+            mask_id=task.mask_id, num_examples=outcome.num_examples, stream=make_header(data),
+            metrics={**outcome.metrics, "pull_seconds": pull_seconds})
+
+        def chunks() -> Iterator[cpb.UpdateChunk]:
+            yield cpb.UpdateChunk(header=header)
+            for part in split_payload(data):
+                yield cpb.UpdateChunk(data=part)
+
+        while True:  # the same bytes on every attempt: the coordinator counts them once
+            try:
+                return self._call(self._stub.PushUpdate, chunks(), self._time_left(task))  # type: ignore[return-value]
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or self._stop.is_set() \
+                        or time.time() * 1000 > task.deadline_unix_ms:
+                    raise
+                self._stop.wait(self._backoff.next_delay())
+
+    def _evaluate(self, task: cpb.Task) -> None:
+        try:
+            params = self._pull(task)
+        except _TaskFailed as exc:
+            log.warning("round %d: evaluation abandoned: %s", task.round, exc)
+            return
+        num_examples, metrics = self.worker.evaluate(task, params)
+        report = cpb.EvaluationReport(task_id=task.task_id, round=task.round,
+                                      num_examples=max(1, num_examples), metrics=metrics)
+        self._call(self._stub.ReportEvaluation, report, self._time_left(task))
+        log.info("round %d: evaluated: %s", task.round, metrics)
+
+
+class _TaskFailed(Exception):
+    """This task cannot be completed; drop it and check in again."""
+
+
+class _Cancelled(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.CANCELLED
+
+    def details(self) -> str:
+        return "cancelled by stop()"
+
+
+def _assemble(stream: Iterator[cpb.ModelChunk], max_bytes: int) -> bytes:
+    first = next(stream, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise _TaskFailed("model stream did not start with a header")
+    assembler = PayloadAssembler(first.header, max_bytes=max_bytes)
+    for chunk in stream:
+        assembler.add(chunk.data)
+    return assembler.finish()

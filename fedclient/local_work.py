@@ -1,0 +1,76 @@
+"""What a client does with a task once it holds the global model: train or evaluate.
+
+Kept apart from the RPC loop (``fedclient.daemon``) so it is plain torch + numpy. The
+update is ``local - global`` per tensor; under a mask it is exactly zero at pruned
+positions (masked training guarantees it, and the encoder sends only kept positions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedcore.datasets import ClientData
+from fedcore.models import build_model
+from fedcore.params import get_parameters, set_parameters
+from fedcore.pb import coordinator_pb2 as cpb
+from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
+
+Params = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    delta: Params
+    scores: Params | None
+    num_examples: int
+    metrics: dict[str, float]
+
+
+class LocalWorker:
+    """Holds the client's data and one model instance per model name."""
+
+    def __init__(self, data: ClientData, *, seed: int = 0) -> None:
+        self.data = data
+        self._seed = seed
+        self._models: dict[str, torch.nn.Module] = {}
+
+    def model(self, name: str) -> torch.nn.Module:
+        if name not in self._models:
+            self._models[name] = build_model(name, seed=self._seed)
+        return self._models[name]
+
+    def shapes(self, name: str) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in get_parameters(self.model(name)).items()}
+
+    def train(self, task: cpb.Task, global_params: Params,
+              masks: Mapping[str, np.ndarray] | None) -> TrainOutcome:
+        model = self.model(task.model_name)
+        set_parameters(model, global_params)
+        t = task.train
+        config = TrainConfig(epochs=t.local_epochs, batch_size=t.batch_size,
+                             learning_rate=t.learning_rate, momentum=t.momentum,
+                             weight_decay=t.weight_decay, proximal_mu=t.proximal_mu,
+                             seed=self._seed + int(task.round))
+        start = time.perf_counter()
+        result = train_local(model, self.data.train, config, mask=masks,
+                             global_params=global_params if t.proximal_mu > 0 else None)
+        local = get_parameters(model)
+        delta = {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}
+        scores = None
+        if t.compute_scores:
+            scores = importance_scores(model, self.data.train, kind=t.score_kind or "magnitude")
+            scores = {n: scores.get(n, np.zeros_like(global_params[n])) for n in global_params}
+        metrics = {"train_loss": float(result.loss),
+                   "train_seconds": time.perf_counter() - start}
+        return TrainOutcome(delta, scores, result.num_examples, metrics)
+
+    def evaluate(self, task: cpb.Task, global_params: Params) -> tuple[int, dict[str, float]]:
+        model = self.model(task.model_name)
+        set_parameters(model, global_params)
+        result = evaluate(model, self.data.val, batch_size=task.evaluate.batch_size or 256)
+        return result.num_examples, {"loss": float(result.loss), "accuracy": float(result.accuracy)}

@@ -1,0 +1,1 @@
+"""fedcore: the runtime shared by the coordinator and the client daemons."""

@@ -1,0 +1,341 @@
+"""Client and server data: the W1 digits federation plus pluggable local sources.
+
+Contract:
+
+- W1 (BENCHMARK.md): ``load_digits`` features / 16.0 as float32; a fixed stratified split
+  ``train_test_split(test_size=0.2, random_state=0, stratify=y)`` gives 1437 training and
+  360 test samples. The training 80% is split across clients by
+  :func:`partition_indices` (Dirichlet(alpha) label skew, seed 0, >= 10 samples each).
+- A :class:`DataSpec` fully determines a client's data: the same spec gives the same
+  samples in every process. Array sources (digits, synthetic, npz, csv) load (X, y),
+  take partition ``partition`` of ``num_partitions`` (all of it when there is one), then
+  hold out ``val_fraction`` of that partition, seeded by (seed, partition), for
+  validation. An ``entrypoint`` source is called as ``fn(spec)`` and returns a torch
+  ``Dataset`` (split the same way), a ``(train, val)`` pair, or a :class:`ClientData`.
+- Array sources yield ``(x: float32 tensor of num_features, y: int64 scalar)``.
+- Bad input (missing file, wrong shape, non-finite X, negative / non-integer / out of
+  range labels) raises ``ValueError`` naming the source. Randomness comes only from
+  numpy / torch generators built from the spec's seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset, TensorDataset, random_split
+
+from fedcore.entrypoints import load_entrypoint
+
+__all__ = [
+    "SOURCES",
+    "ClientData",
+    "DataSpec",
+    "load_client_data",
+    "load_digits_split",
+    "load_test_set",
+    "partition_indices",
+    "union_train_set",
+]
+
+SOURCES = frozenset({"digits", "synthetic", "npz", "csv", "entrypoint"})
+_MAX_PARTITION_ATTEMPTS = 1000
+_SYNTH_FEATURES, _SYNTH_CLASSES = 64, 10
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a client's data comes from. ``num_classes`` None = 10 for digits/synthetic,
+    max label + 1 of the whole file for npz/csv (set it so all clients agree)."""
+
+    source: str = "digits"
+    partition: int = 0
+    num_partitions: int = 1
+    alpha: float | None = 0.5
+    seed: int = 0
+    path: str = ""
+    entrypoint: str = ""
+    synthetic_samples: int = 1000
+    val_fraction: float = 0.1
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {sorted(SOURCES)}, got {self.source!r}")
+        _check_int("num_partitions", self.num_partitions, low=1)
+        _check_int("partition", self.partition, low=0)
+        if self.partition >= self.num_partitions:
+            raise ValueError(f"partition must be < num_partitions, got {self.partition}")
+        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
+            raise ValueError(f"alpha must be None or a finite number > 0, got {self.alpha!r}")
+        _check_int("seed", self.seed, low=0)
+        _check_int("synthetic_samples", self.synthetic_samples, low=1)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.num_classes is not None:
+            _check_int("num_classes", self.num_classes, low=1)
+        if self.source in ("npz", "csv") and not self.path:
+            raise ValueError(f"path is required for source {self.source!r}")
+        if self.source == "entrypoint" and not self.entrypoint:
+            raise ValueError("entrypoint is required for source 'entrypoint'")
+
+
+@dataclass(frozen=True)
+class ClientData:
+    """A client's local data. ``val`` may be empty when ``val_fraction`` is 0."""
+
+    train: Dataset
+    val: Dataset
+    num_features: int
+    num_classes: int
+
+
+def _check_int(name: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    parts = train_test_split(X, y.astype(np.int64), test_size=0.2, random_state=0, stratify=y)
+    for array in parts:
+        array.flags.writeable = False  # the cache is shared; callers get copies
+    return tuple(parts)
+
+
+def load_digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The W1 split ``(X_train, y_train, X_test, y_test)``: (1437, 64) / (360, 64) float32.
+
+    >>> [a.shape for a in load_digits_split()]
+    [(1437, 64), (1437,), (360, 64), (360,)]
+    """
+    X_train, X_test, y_train, y_test = (a.copy() for a in _digits_split())
+    return X_train, y_train, X_test, y_test
+
+
+def partition_indices(
+    y: np.ndarray, n_clients: int, *, alpha: float | None, seed: int = 0, min_size: int = 10
+) -> list[np.ndarray]:
+    """Split ``range(len(y))`` into ``n_clients`` disjoint, sorted index arrays.
+
+    ``alpha`` None: shuffle and cut into near-equal parts. Otherwise each class is divided
+    among clients by proportions drawn from Dirichlet(alpha); draws repeat (same
+    generator, so still deterministic) until every client has >= ``min_size`` samples.
+
+    >>> [len(p) for p in partition_indices(np.arange(10) % 2, 3, alpha=None, min_size=3)]
+    [4, 3, 3]
+    """
+    labels = np.asarray(y)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) == 0:
+        raise ValueError(f"y must be a non-empty 1-D integer array, got {labels.dtype} "
+                         f"{labels.shape}")
+    _check_int("n_clients", n_clients, low=1)
+    _check_int("min_size", min_size, low=0)
+    _check_int("seed", seed, low=0)
+    if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be None or a finite number > 0, got {alpha!r}")
+    if len(labels) < n_clients * min_size:
+        raise ValueError(f"n_clients * min_size = {n_clients * min_size} > {len(labels)} samples")
+    rng = np.random.default_rng(seed)
+    if alpha is None:
+        return [np.sort(p) for p in np.array_split(rng.permutation(len(labels)), n_clients)]
+    for _ in range(_MAX_PARTITION_ATTEMPTS):
+        result = _dirichlet_draw(labels, n_clients, alpha, rng)
+        if min(len(p) for p in result) >= min_size:
+            return result
+    raise ValueError(
+        f"no Dirichlet(alpha={alpha}) split gives every one of {n_clients} clients "
+        f">= {min_size} samples after {_MAX_PARTITION_ATTEMPTS} draws; raise alpha or min_size"
+    )
+
+
+def _dirichlet_draw(
+    labels: np.ndarray, n_clients: int, alpha: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """One draw: each class's shuffled members cut by Dirichlet(alpha) proportions."""
+    parts: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        cuts = (np.cumsum(rng.dirichlet(np.full(n_clients, alpha))) * len(members))[:-1]
+        for client, chunk in enumerate(np.split(members, cuts.astype(int))):
+            parts[client].append(chunk)
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def _synthetic(n: int, *, seed: int, stream: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian class blobs; centres depend only on ``seed``, samples on (seed, stream)."""
+    centres = np.random.default_rng([seed, 0]).normal(0.0, 0.5, (_SYNTH_CLASSES, _SYNTH_FEATURES))
+    rng = np.random.default_rng([seed, stream])
+    y = rng.integers(0, _SYNTH_CLASSES, n)
+    X = centres[y] + rng.normal(0.0, 1.0, (n, _SYNTH_FEATURES))
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def _existing(path: str, source: str) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{source} file {path!r} does not exist or is not a file")
+    return file
+
+
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        loaded = np.load(_existing(path, "npz"), allow_pickle=False)
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"npz file {path!r} is not a readable .npz archive: {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy loads as an ndarray
+        raise ValueError(f"npz file {path!r} is not a readable .npz archive")
+    with loaded:
+        arrays = {key: loaded[key] for key in ("X", "y") if key in loaded.files}
+    if len(arrays) != 2:
+        raise ValueError(f"npz file {path!r} must hold arrays 'X' and 'y', has {sorted(arrays)}")
+    return arrays["X"], arrays["y"]
+
+
+def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
+    lines = [ln for ln in _existing(path, "csv").read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"csv file {path!r} is empty")
+    try:
+        [float(cell) for cell in lines[0].split(",")]
+        header = 0
+    except ValueError:
+        header = 1  # a first line that is not numeric is a header
+    if len(lines) == header:
+        raise ValueError(f"csv file {path!r} needs >= 1 row of data")
+    try:
+        table = np.loadtxt(lines[header:], delimiter=",", ndmin=2, dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"csv file {path!r}: {exc}") from exc
+    if table.shape[1] < 2:
+        raise ValueError(f"csv file {path!r} needs >= 2 columns (features, label)")
+    return table[:, :-1], table[:, -1]
+
+
+def _check_labels(y: np.ndarray, *, what: str, num_classes: int | None) -> None:
+    if not (np.isfinite(y).all() and (y == np.round(y)).all() and (y >= 0).all()):
+        raise ValueError(f"{what}: labels must be non-negative integers")
+    if num_classes is not None and y.max() >= num_classes:
+        raise ValueError(f"{what}: label {int(y.max())} out of range for {num_classes} classes")
+
+
+def _validated(
+    X: np.ndarray, y: np.ndarray, *, what: str, num_classes: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim != 2 or 0 in X.shape or X.dtype.kind not in "biuf":
+        raise ValueError(f"{what}: X must be a non-empty numeric (n, features) array, "
+                         f"got {X.dtype} {X.shape}")
+    if y.shape != (X.shape[0],) or y.dtype.kind not in "biuf":
+        raise ValueError(f"{what}: y must be a numeric ({X.shape[0]},) array, got {y.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError(f"{what}: X contains NaN or infinity")
+    _check_labels(y, what=what, num_classes=num_classes)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def _digits_arrays(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+    X_train, y_train, _, _ = load_digits_split()
+    return X_train, y_train
+
+
+_ARRAY_SOURCES: dict[str, Callable[[DataSpec], tuple[np.ndarray, np.ndarray]]] = {
+    "digits": _digits_arrays,
+    "synthetic": lambda spec: _synthetic(spec.synthetic_samples, seed=spec.seed, stream=1),
+    "npz": lambda spec: _read_npz(spec.path),
+    "csv": lambda spec: _read_csv(spec.path),
+}
+
+
+def _tensors(X: np.ndarray, y: np.ndarray) -> TensorDataset:
+    return TensorDataset(torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(y))
+
+
+def _val_count(n: int, fraction: float) -> int:
+    """Validation size: rounded fraction, >= 1 if fraction > 0, leaving >= 1 for training."""
+    if fraction == 0 or n < 2:
+        return 0
+    return min(n - 1, max(1, round(n * fraction)))
+
+
+def _array_client_data(spec: DataSpec) -> ClientData:
+    num_classes = spec.num_classes or (10 if spec.source in ("digits", "synthetic") else None)
+    X, y = _validated(*_ARRAY_SOURCES[spec.source](spec), what=spec.source,
+                      num_classes=num_classes)
+    num_classes = num_classes or int(y.max()) + 1
+    if spec.num_partitions == 1:
+        idx = np.arange(len(y))
+    else:
+        idx = partition_indices(y, spec.num_partitions, alpha=spec.alpha, seed=spec.seed)[
+            spec.partition
+        ]
+    idx = np.random.default_rng([spec.seed, spec.partition]).permutation(idx)
+    n_val = _val_count(len(idx), spec.val_fraction)
+    val, train = np.sort(idx[:n_val]), np.sort(idx[n_val:])
+    return ClientData(_tensors(X[train], y[train]), _tensors(X[val], y[val]), X.shape[1],
+                      num_classes)
+
+
+def _entrypoint_client_data(spec: DataSpec) -> ClientData:
+    result = load_entrypoint(spec.entrypoint)(spec)
+    if isinstance(result, ClientData):
+        return result
+    if isinstance(result, tuple) and len(result) == 2:
+        train, val = result
+    elif isinstance(result, Dataset):
+        n_val = _val_count(len(result), spec.val_fraction)
+        seed = int(np.random.default_rng([spec.seed, spec.partition]).integers(2**62))
+        generator = torch.Generator().manual_seed(seed)
+        val, train = random_split(result, [n_val, len(result) - n_val], generator=generator)
+    else:
+        raise ValueError(f"entry point {spec.entrypoint!r} returned {type(result).__name__}; "
+                         "expected a Dataset, a (train, val) tuple or a ClientData")
+    if len(train) == 0:
+        raise ValueError(f"entry point {spec.entrypoint!r} returned an empty training set")
+    labels = np.array([int(train[i][1]) for i in range(len(train))]
+                      + [int(val[i][1]) for i in range(len(val))])
+    num_classes = spec.num_classes or int(labels.max()) + 1
+    _check_labels(labels, what=spec.entrypoint, num_classes=num_classes)
+    return ClientData(train, val, int(torch.as_tensor(train[0][0]).numel()), num_classes)
+
+
+def load_client_data(spec: DataSpec) -> ClientData:
+    """The training and validation data of client ``spec.partition`` (see module doc)."""
+    if not isinstance(spec, DataSpec):
+        raise ValueError(f"spec must be a DataSpec, got {type(spec).__name__}")
+    if spec.source == "entrypoint":
+        return _entrypoint_client_data(spec)
+    return _array_client_data(spec)
+
+
+def load_test_set(source: str = "digits", *, path: str = "", seed: int = 0) -> Dataset:
+    """Server-side held-out set: W1's 20% digits split, fresh synthetic samples drawn from
+    the same blobs as ``DataSpec(source="synthetic", seed=seed)``, or a whole npz/csv file."""
+    if source == "digits":
+        _, _, X, y = load_digits_split()
+    elif source == "synthetic":
+        X, y = _synthetic(1000, seed=seed, stream=2)
+    elif source in ("npz", "csv"):
+        X, y = _validated(*_ARRAY_SOURCES[source](DataSpec(source=source, path=path)),
+                          what=source, num_classes=None)
+    else:
+        raise ValueError(f"source must be digits, synthetic, npz or csv, got {source!r}")
+    return _tensors(X, y)
+
+
+def union_train_set(spec: DataSpec) -> Dataset:
+    """Union of the training sets of all ``spec.num_partitions`` clients (the centralized
+    baseline sees exactly the data the federation trains on); ``spec.partition`` is ignored."""
+    return ConcatDataset(
+        [load_client_data(replace(spec, partition=i)).train for i in range(spec.num_partitions)]
+    )

@@ -1,0 +1,217 @@
+from fedcore.pb import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_KIND_UNSPECIFIED: _ClassVar[TaskKind]
+    TASK_KIND_WAIT: _ClassVar[TaskKind]
+    TASK_KIND_TRAIN: _ClassVar[TaskKind]
+    TASK_KIND_EVALUATE: _ClassVar[TaskKind]
+    TASK_KIND_SHUTDOWN: _ClassVar[TaskKind]
+
+class ValueCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VALUE_CODEC_UNSPECIFIED: _ClassVar[ValueCodec]
+    VALUE_CODEC_FP32: _ClassVar[ValueCodec]
+    VALUE_CODEC_FP16: _ClassVar[ValueCodec]
+    VALUE_CODEC_BF16: _ClassVar[ValueCodec]
+    VALUE_CODEC_INT8: _ClassVar[ValueCodec]
+    VALUE_CODEC_INT4: _ClassVar[ValueCodec]
+    VALUE_CODEC_CLUSTERED: _ClassVar[ValueCodec]
+TASK_KIND_UNSPECIFIED: TaskKind
+TASK_KIND_WAIT: TaskKind
+TASK_KIND_TRAIN: TaskKind
+TASK_KIND_EVALUATE: TaskKind
+TASK_KIND_SHUTDOWN: TaskKind
+VALUE_CODEC_UNSPECIFIED: ValueCodec
+VALUE_CODEC_FP32: ValueCodec
+VALUE_CODEC_FP16: ValueCodec
+VALUE_CODEC_BF16: ValueCodec
+VALUE_CODEC_INT8: ValueCodec
+VALUE_CODEC_INT4: ValueCodec
+VALUE_CODEC_CLUSTERED: ValueCodec
+
+class RoundRequest(_message.Message):
+    __slots__ = ("max_wait_ms", "num_examples", "client_version", "held_mask_id")
+    MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HELD_MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    max_wait_ms: int
+    num_examples: int
+    client_version: str
+    held_mask_id: str
+    def __init__(self, max_wait_ms: _Optional[int] = ..., num_examples: _Optional[int] = ..., client_version: _Optional[str] = ..., held_mask_id: _Optional[str] = ...) -> None: ...
+
+class Encoding(_message.Message):
+    __slots__ = ("values", "clusters", "zstd")
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    ZSTD_FIELD_NUMBER: _ClassVar[int]
+    values: ValueCodec
+    clusters: int
+    zstd: bool
+    def __init__(self, values: _Optional[_Union[ValueCodec, str]] = ..., clusters: _Optional[int] = ..., zstd: _Optional[bool] = ...) -> None: ...
+
+class TrainInstructions(_message.Message):
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind")
+    LOCAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_DECAY_FIELD_NUMBER: _ClassVar[int]
+    PROXIMAL_MU_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_SCORES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_KIND_FIELD_NUMBER: _ClassVar[int]
+    local_epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    proximal_mu: float
+    compute_scores: bool
+    score_kind: str
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ...) -> None: ...
+
+class EvaluateInstructions(_message.Message):
+    __slots__ = ("batch_size",)
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    def __init__(self, batch_size: _Optional[int] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("kind", "task_id", "run_id", "round", "model_version", "mask_id", "retry_after_ms", "deadline_unix_ms", "model_name", "train", "evaluate", "update_encoding")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_FIELD_NUMBER: _ClassVar[int]
+    EVALUATE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_ENCODING_FIELD_NUMBER: _ClassVar[int]
+    kind: TaskKind
+    task_id: str
+    run_id: str
+    round: int
+    model_version: int
+    mask_id: str
+    retry_after_ms: int
+    deadline_unix_ms: int
+    model_name: str
+    train: TrainInstructions
+    evaluate: EvaluateInstructions
+    update_encoding: Encoding
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., train: _Optional[_Union[TrainInstructions, _Mapping]] = ..., evaluate: _Optional[_Union[EvaluateInstructions, _Mapping]] = ..., update_encoding: _Optional[_Union[Encoding, _Mapping]] = ...) -> None: ...
+
+class PullModelRequest(_message.Message):
+    __slots__ = ("task_id", "held_mask_id")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    held_mask_id: str
+    def __init__(self, task_id: _Optional[str] = ..., held_mask_id: _Optional[str] = ...) -> None: ...
+
+class StreamHeader(_message.Message):
+    __slots__ = ("total_bytes", "sha256")
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    total_bytes: int
+    sha256: bytes
+    def __init__(self, total_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
+
+class ModelPayload(_message.Message):
+    __slots__ = ("model", "mask")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    model: _tensor_pb2.Model
+    mask: _tensor_pb2.Mask
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., mask: _Optional[_Union[_tensor_pb2.Mask, _Mapping]] = ...) -> None: ...
+
+class ModelChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: StreamHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[StreamHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UpdateHeader(_message.Message):
+    __slots__ = ("task_id", "round", "model_version", "mask_id", "num_examples", "stream", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    round: int
+    model_version: int
+    mask_id: str
+    num_examples: int
+    stream: StreamHeader
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., stream: _Optional[_Union[StreamHeader, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class UpdatePayload(_message.Message):
+    __slots__ = ("delta", "scores")
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    delta: _tensor_pb2.Model
+    scores: _tensor_pb2.Model
+    def __init__(self, delta: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ...) -> None: ...
+
+class UpdateChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: UpdateHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[UpdateHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PushAck(_message.Message):
+    __slots__ = ("accepted", "duplicate", "round")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    duplicate: bool
+    round: int
+    def __init__(self, accepted: _Optional[bool] = ..., duplicate: _Optional[bool] = ..., round: _Optional[int] = ...) -> None: ...
+
+class EvaluationReport(_message.Message):
+    __slots__ = ("task_id", "round", "num_examples", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    round: int
+    num_examples: int
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...

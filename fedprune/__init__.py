@@ -1,0 +1,1 @@
+"""fedprune: command-line entry point (simulate, report, export) over fedserver/fedclient."""

@@ -1,0 +1,5 @@
+import sys
+
+from fedprune.cli import main
+
+sys.exit(main())

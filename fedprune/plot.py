@@ -1,0 +1,46 @@
+"""The run report as a picture: accuracy and cumulative bytes per round."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def plot_report(report: dict[str, Any], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r for r in report["rounds"] if r["status"] == "completed"]
+    xs = [r["round"] for r in rounds]
+    acc = [r["metrics"].get("accuracy") for r in rounds]
+    up, down, total_up, total_down = [], [], 0, 0
+    for r in report["rounds"]:
+        total_up += r["bytes_up"]
+        total_down += r["bytes_down"]
+        if r["status"] == "completed":
+            up.append(total_up / 1e6)
+            down.append(total_down / 1e6)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(xs, acc, marker="o", ms=3)
+    ax1.set(xlabel="round", ylabel="test accuracy", title="Global model accuracy", ylim=(0, 1))
+    ax1.grid(alpha=0.3)
+    ax2.plot(xs, up, label="uplink (clients → server)")
+    ax2.plot(xs, down, label="downlink (server → clients)")
+    ax2.set(xlabel="round", ylabel="cumulative MB on the wire", title="Bytes moved")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    final = report["totals"].get("final_accuracy")
+    fig.suptitle(f"fedprune run {report.get('run_id', '')}: final accuracy "
+                 f"{final:.3f}" if final is not None else "fedprune run")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_report_file(report_path: Path, out: Path | None = None) -> Path:
+    report = json.loads(report_path.read_text())
+    return plot_report(report, out or report_path.with_suffix(".png"))

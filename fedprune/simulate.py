@@ -1,0 +1,173 @@
+"""One-command local federation: a coordinator and N client daemons as separate processes.
+
+Each process is the real daemon (``python -m fedserver`` / ``python -m fedclient``) with
+its own TOML config written to the run folder, talking real gRPC over loopback. The
+coordinator binds a free port and publishes it in ``state/endpoint.json``. Progress is read
+from the coordinator's ``report.json`` (written atomically after every round); at the end
+the report is copied next to a PNG plot.
+
+Run folder layout: ``server.toml``, ``clients/client-I.toml``, ``logs/*.log``, ``state/``
+(SQLite, checkpoints, report.json), ``report.json`` and ``report.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedclient.config import ClientConfig
+from fedcore import config as config_io
+from fedcore.datasets import DataSpec
+from fedprune.plot import plot_report
+from fedserver.config import ServerConfig
+
+START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    out: Path
+    clients: int = 10
+    server: ServerConfig = field(default_factory=ServerConfig)
+    data_source: str = "digits"
+    alpha: float | None = 0.5
+    progress: bool = True
+    timeout_s: float = 3600.0
+
+
+def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
+    """The user's config with what a local simulation must own: state dir, port, cohort."""
+    rounds = base.round
+    cohort = min(rounds.clients_per_round, spec_clients) if rounds.clients_per_round else spec_clients
+    return dataclasses.replace(
+        base, state_dir=str(out / "state"),
+        network=dataclasses.replace(base.network, host="127.0.0.1", port=0),
+        round=dataclasses.replace(rounds, clients_per_round=cohort,
+                                  min_clients=min(rounds.min_clients, cohort)))
+
+
+def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientConfig]:
+    return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
+                         data=DataSpec(source=spec.data_source, partition=i,
+                                       num_partitions=spec.clients, alpha=spec.alpha))
+            for i in range(spec.clients)]
+
+
+class _Processes:
+    """Child processes that are always terminated on exit, whatever happens."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, module: str, config_path: Path) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "wb")
+        # N trainers share this machine's cores: one intra-op thread each avoids thrashing.
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        proc = subprocess.Popen([sys.executable, "-m", module, "--config", str(config_path)],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def stop_all(self, timeout: float = 10.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_endpoint(state: Path, server: subprocess.Popen[bytes]) -> int:
+    path = state / "endpoint.json"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"coordinator exited with code {server.returncode}; see its log")
+        if path.exists():
+            return int(json.loads(path.read_text())["port"])
+        time.sleep(0.1)
+    raise TimeoutError("coordinator did not publish its endpoint in time")
+
+
+def _read_report(state: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((state / "report.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
+    """Run the federation to completion; returns the final report."""
+    out = spec.out
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "clients").mkdir(parents=True)
+    (out / "logs").mkdir()
+    server_cfg = server_config_for(spec.clients, spec.server, out)
+    (out / "server.toml").write_text(config_io.to_toml(server_cfg))
+    procs = _Processes(out / "logs")
+    try:
+        server = procs.start("server", "fedserver", out / "server.toml")
+        port = _wait_for_endpoint(Path(server_cfg.state_dir), server)
+        token = server_cfg.auth.shared_token or next(iter(server_cfg.auth.tokens.values()))
+        for cfg in client_configs(spec, port, token):
+            path = out / "clients" / f"{cfg.client_id}.toml"
+            path.write_text(config_io.to_toml(cfg))
+            procs.start(cfg.client_id, "fedclient", path)
+        report = _follow(spec, server, Path(server_cfg.state_dir), server_cfg.round.rounds)
+    finally:
+        procs.stop_all()
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    plot_report(report, out / "report.png")
+    return report
+
+
+def _follow(spec: SimulationSpec, server: subprocess.Popen[bytes], state: Path,
+            rounds: int) -> dict[str, Any]:
+    """Show progress until the coordinator exits; this loop is outside the round path."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=rounds, unit="round", disable=not spec.progress, file=sys.stderr)
+    deadline = time.monotonic() + spec.timeout_s
+    report: dict[str, Any] | None = None
+    try:
+        while server.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"simulation exceeded {spec.timeout_s:.0f}s")
+            report = _read_report(state) or report
+            if report and report["rounds"]:
+                _update_bar(bar, report)
+            time.sleep(0.25)
+        report = _read_report(state) or report
+        if report:
+            _update_bar(bar, report)
+    finally:
+        bar.close()
+    if server.returncode != 0 or report is None:
+        raise RuntimeError(f"coordinator exited with code {server.returncode}; see logs/server.log")
+    return report
+
+
+def _update_bar(bar: Any, report: dict[str, Any]) -> None:
+    last = report["rounds"][-1]
+    totals = report["totals"]
+    bar.n = min(bar.total, last["round"])
+    acc = last["metrics"].get("accuracy")
+    parts = [f"acc={acc:.3f}"] if acc is not None else []
+    parts += [f"up={totals['bytes_up'] / 1e6:.1f}MB", f"down={totals['bytes_down'] / 1e6:.1f}MB"]
+    bar.set_postfix_str(" ".join(parts))
+    bar.refresh()

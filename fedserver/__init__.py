@@ -1,0 +1,1 @@
+"""fedserver: the federated-learning coordinator (rounds, strategies, server-side pruning)."""

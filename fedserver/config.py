@@ -1,0 +1,154 @@
+"""Coordinator configuration: one frozen dataclass tree, loaded by ``fedcore.config``.
+
+Defaults are workload W1 (BENCHMARK.md): 10 clients, 30 rounds, 2 local epochs of SGD
+(lr 0.05, momentum 0.9, batch 32), FedAvg, float32 on the wire. Every section validates
+itself and names the bad key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedcore.model_codec import VALUE_CODEC_BY_NAME
+from fedserver.pruning.config import PruningConfig
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0 picks a free port
+    max_workers: int = 32  # gRPC thread pool; bounds concurrent RPCs being served
+    max_concurrent_rpcs: int = 256  # further RPCs are refused with RESOURCE_EXHAUSTED
+    max_message_bytes: int = 4 << 20  # per gRPC message; payloads stream in 1 MiB chunks
+    max_payload_bytes: int = 256 << 20  # cap on one pushed update, checked from its header
+    long_poll_s: float = 20.0  # cap on how long Round holds a check-in before WAIT
+    grace_s: float = 5.0  # SIGTERM: time given to in-flight RPCs
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
+        _check(self.max_workers >= 2, "max_workers", "must be >= 2")
+        _check(self.max_concurrent_rpcs >= self.max_workers, "max_concurrent_rpcs",
+               "must be >= max_workers")
+        _check(self.max_message_bytes >= 2 << 20, "max_message_bytes", "must be >= 2 MiB")
+        _check(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
+        _check(self.long_poll_s > 0, "long_poll_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    rounds: int = 30
+    clients_per_round: int = 10  # updates wanted per round
+    min_clients: int = 2  # quorum: fewer accepted updates by the deadline fails the round
+    over_selection: float = 0.0  # select ceil(n * (1 + x)) to absorb dropouts
+    selection_timeout_s: float = 60.0  # then start with >= min_clients waiting clients
+    deadline_s: float = 120.0  # from selection until the last accepted push
+    federated_eval_every: int = 0  # run an EVALUATE step on clients every N rounds (0: off)
+    eval_deadline_s: float = 30.0
+    seed: int = 0  # client sampling
+
+    def __post_init__(self) -> None:
+        _check(self.rounds >= 1, "rounds", "must be >= 1")
+        _check(self.clients_per_round >= 1, "clients_per_round", "must be >= 1")
+        _check(1 <= self.min_clients <= self.clients_per_round, "min_clients",
+               "must be in 1..clients_per_round")
+        _check(0 <= self.over_selection <= 1, "over_selection", "must be in 0..1")
+        _check(self.deadline_s > 0, "deadline_s", "must be > 0")
+        _check(self.selection_timeout_s > 0, "selection_timeout_s", "must be > 0")
+        _check(self.federated_eval_every >= 0, "federated_eval_every", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What clients are told to train: the model and the local optimizer."""
+
+    model: str = "mlp"
+    local_epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0  # initial global model
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "model", "must name a registered model or package.module:function")
+        _check(self.local_epochs >= 1, "local_epochs", "must be >= 1")
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
+        _check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str = "fedavg"  # fedavg | fedprox | fedadam | fedyogi
+    proximal_mu: float = 0.01  # fedprox only
+    server_learning_rate: float = 0.0  # 0: the preset's default (1.0 SGD, 0.01 adaptive)
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+
+    def __post_init__(self) -> None:
+        from fedserver.strategy import STRATEGY_PRESETS
+
+        _check(self.name in STRATEGY_PRESETS, "name", f"must be one of {sorted(STRATEGY_PRESETS)}")
+        _check(self.proximal_mu >= 0, "proximal_mu", "must be >= 0")
+        _check(self.server_learning_rate >= 0, "server_learning_rate", "must be >= 0")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
+        _check(self.tau > 0, "tau", "must be > 0")
+
+
+@dataclass(frozen=True)
+class WireConfig:
+    downlink: str = "fp32"  # value codec of the broadcast model
+    uplink: str = "fp32"  # value codec clients use for updates
+    clusters: int = 16  # k for the "clustered" codec
+    zstd: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("downlink", "uplink"):
+            _check(getattr(self, key) in VALUE_CODEC_BY_NAME, key,
+                   f"must be one of {sorted(VALUE_CODEC_BY_NAME)}")
+        _check(1 <= self.clusters <= 256, "clusters", "must be in 1..256")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Client credentials. ``tokens`` maps client id -> token; ``shared_token`` admits any id."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+    shared_token: str = ""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.tokens) or bool(self.shared_token), "tokens",
+               "set auth.tokens or auth.shared_token: the coordinator admits no anonymous clients")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    test_set: str = "digits"  # server-side held-out set; "" disables server evaluation
+    batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    state_dir: str = "fedprune-state"
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    round: RoundConfig = field(default_factory=RoundConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    wire: WireConfig = field(default_factory=WireConfig)
+    auth: AuthConfig = field(default_factory=lambda: AuthConfig(shared_token="fedprune-local"))
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.log_format in ("text", "json"), "log_format", "must be text or json")
+        _check(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level",
+               "must be DEBUG, INFO, WARNING or ERROR")

@@ -1,0 +1,96 @@
+"""Per-round records and the run report (``report.json`` in the state folder).
+
+The time split of a round, all in seconds:
+* ``wall``: from the step opening to the end of aggregation, evaluation and checkpoint;
+* ``training``: the slowest accepted client's local training time (the critical path);
+* ``transfer``: the largest pull + push time among accepted clients;
+* ``aggregation``: coordinator time spent decoding, folding, stepping, evaluating, saving;
+* ``waiting``: the rest (selection, stragglers, scheduling);
+* ``overhead``: ``wall - training``, what the coordinator and the network add per round.
+Bytes are the serialized sizes of every request and response message, per direction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from fedserver.round_state import ClosedStep
+from fedserver.store import RoundRecord, RunStore
+
+REPORT_NAME = "report.json"
+
+
+class RoundTimer:
+    """Turns state-machine clock readings into wall-clock records."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+
+    def to_unix(self, t: float) -> float:
+        return time.time() - (self._clock() - t)
+
+    def round_record(self, closed: ClosedStep, *, version: int, mask_id: str,
+                     accepted: Mapping[str, Mapping[str, float]], server_seconds: float,
+                     bytes_up: int, bytes_down: int, metrics: dict[str, float]) -> RoundRecord:
+        step = closed.step
+        now = self._clock()
+        wall = now - step.opened_at
+        training = max((m.get("train_seconds", 0.0) for m in accepted.values()), default=0.0)
+        transfer = max((m.get("pull_seconds", 0.0) + m.get("push_seconds", 0.0)
+                        for m in accepted.values()), default=0.0)
+        timings = {
+            "wall": wall, "training": training, "transfer": transfer,
+            "aggregation": server_seconds,
+            "waiting": max(0.0, wall - training - transfer - server_seconds),
+            "selection": (step.selected_at or now) - step.opened_at,
+            "overhead": wall - training,
+        }
+        losses = [m["train_loss"] for m in accepted.values() if "train_loss" in m]
+        if losses:
+            metrics = {**metrics, "train_loss": sum(losses) / len(losses)}
+        return RoundRecord(
+            round=step.round, status="completed" if closed.succeeded else "failed",
+            reason=closed.reason, version=version, mask_id=mask_id,
+            started=self.to_unix(step.opened_at), closed=self.to_unix(now),
+            selected=len(step.selected), accepted=len(accepted), bytes_up=bytes_up,
+            bytes_down=bytes_down, timings=timings, metrics=metrics, clients=sorted(accepted))
+
+
+def build_report(store: RunStore, *, finished: bool) -> dict[str, Any]:
+    info = store.run_info()
+    rounds = [asdict(r) for r in store.rounds()]
+    completed = [r for r in rounds if r["status"] == "completed"]
+    evaluated = [r for r in completed if "accuracy" in r["metrics"]]
+    return {
+        "format": "fedprune.report/v1",
+        "run_id": info[0] if info else "",
+        "created": info[1] if info else 0.0,
+        "config": info[2] if info else {},
+        "finished": finished,
+        "rounds": rounds,
+        "totals": {
+            "rounds_completed": len(completed),
+            "rounds_failed": len(rounds) - len(completed),
+            "bytes_up": sum(r["bytes_up"] for r in rounds),
+            "bytes_down": sum(r["bytes_down"] for r in rounds),
+            "wall_seconds": (rounds[-1]["closed"] - rounds[0]["started"]) if rounds else 0.0,
+            "final_accuracy": evaluated[-1]["metrics"]["accuracy"] if evaluated else None,
+        },
+    }
+
+
+def write_report(state_dir: Path, store: RunStore, *, finished: bool) -> Path:
+    """Write report.json atomically so a reader never sees a partial file."""
+    path = state_dir / REPORT_NAME
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=REPORT_NAME, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(build_report(store, finished=finished), fh, indent=1)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,236 @@
+"""The round state machine: who gets which task, when a step closes, and why.
+
+Plain Python with an injected clock, so unit tests drive it with a fake clock and no
+network. A run is a sequence of *steps*: a TRAIN step per round, optionally followed by an
+EVALUATE step. A step goes through selection (clients that are waiting in a ``Round``
+long-poll are sampled), collection (each selected client gets one task; results arrive),
+and closing (enough results, or the deadline). The coordinator reacts to a closed step
+(aggregates, evaluates, checkpoints) and then calls :meth:`start_next`.
+
+Invariants:
+* Only clients waiting right now are selected, so a client that died is not picked again.
+* A task id is bound to one client, one step and one model version; results for anything
+  else are rejected with a :class:`Rejection` naming the reason, and change nothing.
+* Each (client, task) counts at most once; a retried identical result is a duplicate.
+* A step never waits past its deadline; the coordinator schedules wake-ups with
+  :meth:`next_deadline` instead of polling.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fedserver.config import RoundConfig
+
+
+class StepKind(enum.Enum):
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    kind: StepKind
+    task_id: str
+    round: int
+    version: int
+    mask_id: str
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Wait:
+    retry_after_s: float
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+class RejectReason(enum.Enum):
+    UNKNOWN_TASK = "unknown task"
+    NOT_YOUR_TASK = "task belongs to another client"
+    LATE = "step already closed or past its deadline"
+    WRONG_ROUND = "wrong round"
+    WRONG_KIND = "wrong task kind"
+    STALE_VERSION = "stale model version"
+    WRONG_MASK = "wrong mask id"
+    CONFLICTING_DUPLICATE = "a different result was already accepted for this task"
+
+
+class Rejection(Exception):
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason.value}: {detail}")
+
+
+@dataclass
+class Step:
+    kind: StepKind
+    round: int
+    version: int
+    mask_id: str
+    opened_at: float
+    target: int
+    quorum: int
+    deadline_s: float
+    selected: tuple[str, ...] = ()
+    selected_at: float | None = None
+    deadline: float | None = None
+    results: dict[str, bytes] = field(default_factory=dict)  # client -> digest
+
+    def task_id(self, run_id: str, client_id: str) -> str:
+        return f"{run_id}/r{self.round}/{self.kind.value}/{client_id}"
+
+
+@dataclass(frozen=True)
+class ClosedStep:
+    step: Step
+    closed_at: float
+    succeeded: bool
+    reason: str
+
+
+class RoundStateMachine:
+    def __init__(self, config: RoundConfig, *, run_id: str, first_round: int, version: int,
+                 mask_id: str = "", clock: Callable[[], float]) -> None:
+        self.config = config
+        self.run_id = run_id
+        self._clock = clock
+        self._waiting: set[str] = set()
+        self._closed_tasks: dict[str, int] = {}  # task id -> round, for "late" vs "unknown"
+        self.finished = first_round > config.rounds
+        self.step = self._new_step(StepKind.TRAIN, first_round, version, mask_id)
+
+    # -- availability -------------------------------------------------------------------
+    def client_waiting(self, client_id: str) -> None:
+        self._waiting.add(client_id)
+
+    def client_left(self, client_id: str) -> None:
+        self._waiting.discard(client_id)
+
+    # -- check-in -----------------------------------------------------------------------
+    def poll(self, client_id: str) -> Assignment | Wait | Shutdown:
+        """What ``client_id`` (currently waiting) should do now."""
+        if self.finished:
+            return Shutdown()
+        step = self.step
+        if step.selected_at is None:
+            self._try_select()
+        if client_id in step.selected and client_id not in step.results and step.deadline:
+            return Assignment(step.kind, step.task_id(self.run_id, client_id), step.round,
+                              step.version, step.mask_id, step.deadline)
+        return Wait(retry_after_s=0.0)
+
+    def _try_select(self) -> None:
+        step, now = self.step, self._clock()
+        wanted = min(math.ceil(step.target * (1 + self.config.over_selection)), len(self._waiting))
+        timed_out = now >= step.opened_at + self.config.selection_timeout_s
+        if wanted < math.ceil(step.target * (1 + self.config.over_selection)) and not (
+                timed_out and wanted >= step.quorum):
+            return
+        rng = random.Random(f"{self.run_id}/{self.config.seed}/{step.round}/{step.kind.value}")
+        step.selected = tuple(sorted(rng.sample(sorted(self._waiting), wanted)))
+        step.selected_at = now
+        step.deadline = now + step.deadline_s
+
+    # -- results ------------------------------------------------------------------------
+    def check_result(self, client_id: str, task_id: str, *, kind: StepKind, round: int,
+                     version: int | None, mask_id: str | None, digest: bytes) -> bool:
+        """Validate a result; True if new, False if an identical duplicate. Raises Rejection."""
+        step = self.step
+        if task_id != step.task_id(self.run_id, client_id) or client_id not in step.selected:
+            if task_id in self._closed_tasks:
+                raise Rejection(RejectReason.LATE, f"round {self._closed_tasks[task_id]} closed")
+            if any(task_id == step.task_id(self.run_id, c) for c in step.selected):
+                raise Rejection(RejectReason.NOT_YOUR_TASK, task_id)
+            raise Rejection(RejectReason.UNKNOWN_TASK, task_id)
+        if client_id in step.results:
+            if step.results[client_id] == digest:
+                return False
+            raise Rejection(RejectReason.CONFLICTING_DUPLICATE, task_id)
+        self._check_fields(kind=kind, round=round, version=version, mask_id=mask_id)
+        if step.deadline is not None and self._clock() > step.deadline:
+            raise Rejection(RejectReason.LATE, f"deadline of round {step.round} passed")
+        return True
+
+    def _check_fields(self, *, kind: StepKind, round: int, version: int | None,
+                      mask_id: str | None) -> None:
+        step = self.step
+        if kind is not step.kind:
+            raise Rejection(RejectReason.WRONG_KIND, f"expected {step.kind.value}")
+        if round != step.round:
+            raise Rejection(RejectReason.WRONG_ROUND, f"got {round}, current is {step.round}")
+        if version is not None and version != step.version:
+            raise Rejection(RejectReason.STALE_VERSION, f"got {version}, current is {step.version}")
+        if mask_id is not None and mask_id != step.mask_id:
+            raise Rejection(RejectReason.WRONG_MASK, f"got {mask_id!r}, current is {step.mask_id!r}")
+
+    def record_result(self, client_id: str, digest: bytes) -> None:
+        """Record a result that :meth:`check_result` accepted (call under the same lock)."""
+        self.step.results[client_id] = digest
+
+    # -- closing ------------------------------------------------------------------------
+    def close_if_due(self) -> ClosedStep | None:
+        """Close the step when it has enough results or its deadline passed."""
+        if self.finished:
+            return None
+        step, now = self.step, self._clock()
+        if step.selected_at is None:
+            if now >= step.opened_at + self.config.selection_timeout_s:
+                self._try_select()
+            return None
+        if len(step.results) >= step.target or len(step.results) == len(step.selected):
+            return self._close(True, "all results in")
+        if step.deadline is not None and now >= step.deadline:
+            ok = len(step.results) >= step.quorum
+            return self._close(ok, "deadline" if ok else
+                               f"deadline with {len(step.results)} < quorum {step.quorum}")
+        return None
+
+    def _close(self, succeeded: bool, reason: str) -> ClosedStep:
+        step = self.step
+        self._closed_tasks = {step.task_id(self.run_id, c): step.round for c in step.selected}
+        return ClosedStep(step, self._clock(), succeeded, reason)
+
+    def upcoming(self, closed: ClosedStep) -> tuple[StepKind, int] | None:
+        """The (kind, round) of the step that follows ``closed``; None when the run ends."""
+        rnd = closed.step.round
+        every = self.config.federated_eval_every
+        if (closed.step.kind is StepKind.TRAIN and closed.succeeded and every
+                and rnd % every == 0):
+            return StepKind.EVALUATE, rnd
+        if rnd >= self.config.rounds:
+            return None
+        return StepKind.TRAIN, rnd + 1
+
+    def start_next(self, closed: ClosedStep, *, version: int, mask_id: str) -> None:
+        """Open the step after ``closed`` (see :meth:`upcoming`), or finish the run."""
+        upcoming = self.upcoming(closed)
+        if upcoming is None:
+            self.finished = True
+        else:
+            self.step = self._new_step(upcoming[0], upcoming[1], version, mask_id)
+
+    def _new_step(self, kind: StepKind, rnd: int, version: int, mask_id: str) -> Step:
+        cfg = self.config
+        train = kind is StepKind.TRAIN
+        return Step(kind=kind, round=rnd, version=version, mask_id=mask_id,
+                    opened_at=self._clock(), target=cfg.clients_per_round,
+                    quorum=cfg.min_clients if train else 1,
+                    deadline_s=cfg.deadline_s if train else cfg.eval_deadline_s)
+
+    def next_deadline(self) -> float | None:
+        """The next clock time at which :meth:`close_if_due` may act without new input."""
+        if self.finished:
+            return None
+        step = self.step
+        if step.selected_at is None:
+            at = step.opened_at + self.config.selection_timeout_s
+            return at if at > self._clock() else None
+        return step.deadline

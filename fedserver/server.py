@@ -1,0 +1,123 @@
+"""Building and running the coordinator's gRPC server.
+
+``create_server(config)`` builds everything and binds the port (0 picks a free one) without
+blocking, so tests run a real server in-process; ``serve(config)`` adds signal handling and
+blocks until the run is over or SIGTERM/SIGINT arrives (then: stop taking new work, abandon
+the open round cleanly — only completed rounds were ever persisted — and close the store).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fedcore.pb import coordinator_pb2, coordinator_pb2_grpc
+from fedserver.auth import Authenticator
+from fedserver.config import ServerConfig
+from fedserver.coordinator import Coordinator
+from fedserver.servicer import CoordinatorServicer
+from fedserver.tasks import TaskFactory
+
+log = logging.getLogger("fedserver.server")
+SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
+SHUTDOWN_LINGER_S = 3.0  # after the last round: time for waiting clients to hear SHUTDOWN
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    coordinator: Coordinator
+    health: health.HealthServicer
+
+    def stop(self, grace: float | None = None) -> None:
+        self.health.enter_graceful_shutdown()
+        self.coordinator.stop()
+        self.server.stop(grace).wait()
+
+
+def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
+    net = config.network
+    return [
+        ("grpc.max_receive_message_length", net.max_message_bytes),
+        ("grpc.max_send_message_length", net.max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def create_server(config: ServerConfig, *, evaluator: object | None = None) -> RunningServer:
+    if evaluator is None and config.evaluation.test_set:
+        from fedserver.evaluation import ServerEvaluator
+
+        evaluator = ServerEvaluator(model_name=config.training.model,
+                                    test_set=config.evaluation.test_set,
+                                    batch_size=config.evaluation.batch_size)
+    coordinator = Coordinator(config, evaluator=evaluator)  # type: ignore[arg-type]
+    pruning = coordinator.pruning
+    tasks = TaskFactory(config, coordinator.strategy, run_id=coordinator.run_id,
+                        wants_scores=(pruning.wants_client_scores if pruning else lambda r: False),
+                        clock=coordinator._clock)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
+                         options=_grpc_options(config),
+                         maximum_concurrent_rpcs=config.network.max_concurrent_rpcs)
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(
+        CoordinatorServicer(coordinator, Authenticator(config.auth), tasks,
+                            max_payload_bytes=config.network.max_payload_bytes), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{config.network.host}:{config.network.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {config.network.host}:{config.network.port}")
+    server.start()
+    coordinator.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("coordinator listening on %s:%d (state %s)", config.network.host, port,
+             coordinator.state_dir)
+    return RunningServer(server, port, coordinator, health_servicer)
+
+
+def write_endpoint(running: RunningServer, config: ServerConfig) -> None:
+    """Publish the bound port in ``<state_dir>/endpoint.json`` (useful with port 0)."""
+    import json
+    import os
+
+    path = running.coordinator.state_dir / "endpoint.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"host": config.network.host, "port": running.port,
+                               "pid": os.getpid()}))
+    os.replace(tmp, path)
+
+
+def serve(config: ServerConfig) -> int:
+    running = create_server(config)
+    write_endpoint(running, config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: shutting down", signal.Signals(signum).name)
+        stop.set()
+        running.coordinator.wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop.is_set() and not running.coordinator.wait_finished(timeout=1.0):
+        pass
+    if not stop.is_set():
+        stop.wait(SHUTDOWN_LINGER_S)
+    running.stop(grace=config.network.grace_s)
+    log.info("coordinator stopped")
+    return 0

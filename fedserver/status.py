@@ -1,0 +1,66 @@
+"""Domain errors -> gRPC status codes, in one table.
+
+The servicer never picks a status code inline: it runs each handler inside
+:func:`abort_on_error`, which maps the exception type (and, for round rejections, the
+reason) to the precise status the protocol documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+
+from fedcompression.errors import CodecError
+from fedcore.model_codec import MaskMismatchError, ModelMismatchError
+from fedcore.streaming import PayloadTooLarge, StreamError
+from fedserver.auth import AuthError
+from fedserver.coordinator import InvalidUpdate
+from fedserver.round_state import RejectReason, Rejection
+
+_REJECTION_CODES = {
+    RejectReason.UNKNOWN_TASK: grpc.StatusCode.NOT_FOUND,
+    RejectReason.NOT_YOUR_TASK: grpc.StatusCode.PERMISSION_DENIED,
+    RejectReason.LATE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    RejectReason.WRONG_ROUND: grpc.StatusCode.FAILED_PRECONDITION,
+    RejectReason.WRONG_KIND: grpc.StatusCode.FAILED_PRECONDITION,
+    RejectReason.STALE_VERSION: grpc.StatusCode.FAILED_PRECONDITION,
+    RejectReason.WRONG_MASK: grpc.StatusCode.FAILED_PRECONDITION,
+    RejectReason.CONFLICTING_DUPLICATE: grpc.StatusCode.ALREADY_EXISTS,
+}
+
+# Order matters: subclasses before their bases.
+_ERROR_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (StreamError, grpc.StatusCode.INVALID_ARGUMENT),
+    (MaskMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ModelMismatchError, grpc.StatusCode.INVALID_ARGUMENT),
+    (CodecError, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidUpdate, grpc.StatusCode.INVALID_ARGUMENT),
+    (LookupError, grpc.StatusCode.NOT_FOUND),
+]
+
+
+def status_for(exc: Exception) -> grpc.StatusCode | None:
+    if isinstance(exc, Rejection):
+        return _REJECTION_CODES[exc.reason]
+    if isinstance(exc, AuthError):
+        return grpc.StatusCode.UNAUTHENTICATED if exc.unauthenticated \
+            else grpc.StatusCode.PERMISSION_DENIED
+    for cls, code in _ERROR_CODES:
+        if isinstance(exc, cls):
+            return code
+    return None
+
+
+@contextmanager
+def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
+    """Translate known domain errors into ``context.abort`` with their status code."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a known domain error
+        code = status_for(exc)
+        if code is None:
+            raise
+        context.abort(code, str(exc))

@@ -1,0 +1,134 @@
+"""Run records in SQLite (stdlib): runs, rounds, clients, and the latest checkpoint.
+
+The store is the coordinator's memory across restarts. A round is recorded completed in
+the same transaction that points ``latest_checkpoint`` at its (already durable) checkpoint,
+so after a kill the coordinator resumes from exactly the last completed round. Round rows
+also carry what the run report shows: status, bytes per direction, time split, metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, created REAL NOT NULL, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY, status TEXT NOT NULL, reason TEXT NOT NULL,
+    version INTEGER NOT NULL, mask_id TEXT NOT NULL, started REAL NOT NULL, closed REAL NOT NULL,
+    selected INTEGER NOT NULL, accepted INTEGER NOT NULL,
+    bytes_up INTEGER NOT NULL, bytes_down INTEGER NOT NULL,
+    timings TEXT NOT NULL, metrics TEXT NOT NULL, clients TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    num_examples INTEGER NOT NULL, updates INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    round: int
+    status: str  # completed | failed
+    reason: str
+    version: int
+    mask_id: str
+    started: float
+    closed: float
+    selected: int
+    accepted: int
+    bytes_up: int
+    bytes_down: int
+    timings: dict[str, float]
+    metrics: dict[str, float]
+    clients: list[str]
+
+
+class RunStore:
+    """Thread-safe; every write is its own transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        with self._lock:
+            row = self._db.execute(sql, args).fetchone()
+        return row
+
+    def ensure_run(self, run_id: str, config: dict[str, Any]) -> str:
+        """Return the stored run id, creating the run on first start."""
+        row = self._one("SELECT run_id FROM runs ORDER BY created LIMIT 1")
+        if row:
+            return str(row[0])
+        self._tx([("INSERT INTO runs VALUES (?, ?, ?)", (run_id, time.time(), json.dumps(config)))])
+        return run_id
+
+    def set_state(self, key: str, value: Any) -> None:
+        self._tx([("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))])
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        row = self._one("SELECT value FROM state WHERE key = ?", (key,))
+        return json.loads(row[0]) if row else default
+
+    def record_round(self, rec: RoundRecord, *, checkpoint: str | None = None) -> None:
+        stmts = [("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+            rec.round, rec.status, rec.reason, rec.version, rec.mask_id, rec.started, rec.closed,
+            rec.selected, rec.accepted, rec.bytes_up, rec.bytes_down, json.dumps(rec.timings),
+            json.dumps(rec.metrics), json.dumps(rec.clients)))]
+        stmts += [("UPDATE clients SET updates = updates + 1 WHERE client_id = ?", (c,))
+                  for c in rec.clients]
+        stmts.append(("INSERT OR REPLACE INTO state VALUES ('last_round', ?)", (str(rec.round),)))
+        if checkpoint is not None:
+            stmts.append(("INSERT OR REPLACE INTO state VALUES ('latest_checkpoint', ?)",
+                          (json.dumps(checkpoint),)))
+        self._tx(stmts)
+
+    def update_round_metrics(self, round_: int, metrics: dict[str, float]) -> None:
+        row = self._one("SELECT metrics FROM rounds WHERE round = ?", (round_,))
+        if row is None:
+            return
+        merged = {**json.loads(row[0]), **metrics}
+        self._tx([("UPDATE rounds SET metrics = ? WHERE round = ?", (json.dumps(merged), round_))])
+
+    def touch_client(self, client_id: str, num_examples: int) -> None:
+        now = time.time()
+        self._tx([("INSERT INTO clients VALUES (?, ?, ?, ?, 0) ON CONFLICT(client_id) DO UPDATE "
+                   "SET last_seen = excluded.last_seen, num_examples = excluded.num_examples",
+                   (client_id, now, now, num_examples))])
+
+    def rounds(self) -> list[RoundRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM rounds ORDER BY round").fetchall()
+        return [RoundRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
+                            json.loads(r[11]), json.loads(r[12]), json.loads(r[13])) for r in rows]
+
+    def run_info(self) -> tuple[str, float, dict[str, Any]] | None:
+        row = self._one("SELECT run_id, created, config FROM runs ORDER BY created LIMIT 1")
+        return (str(row[0]), float(row[1]), json.loads(row[2])) if row else None

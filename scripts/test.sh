@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quickstart 2: install fedprune with its test extras and run the whole test suite.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k codecs
+set -euo pipefail
+source "$(dirname "$0")/_venv.sh" "test"
+cd "$ROOT"
+exec "$VENV/bin/python" -m pytest "$@"

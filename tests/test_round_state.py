@@ -1,0 +1,188 @@
+"""RoundStateMachine driven by a fake clock: selection, deadlines, quorum, rejections."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedserver.config import RoundConfig
+from fedserver.round_state import (
+    Assignment, RejectReason, Rejection, RoundStateMachine, Shutdown, StepKind, Wait)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(**kw: object) -> tuple[RoundStateMachine, FakeClock]:
+    clock = FakeClock()
+    cfg = RoundConfig(**{"rounds": 3, "clients_per_round": 3, "min_clients": 2,
+                         "selection_timeout_s": 10, "deadline_s": 30, **kw})  # type: ignore[arg-type]
+    return RoundStateMachine(cfg, run_id="run", first_round=1, version=0, clock=clock), clock
+
+
+def wait_all(sm: RoundStateMachine, clients: list[str]) -> dict[str, object]:
+    for c in clients:
+        sm.client_waiting(c)
+    return {c: sm.poll(c) for c in clients}
+
+
+def push(sm: RoundStateMachine, client: str, *, digest: bytes = b"d", **kw: object) -> bool:
+    step = sm.step
+    args = {"kind": StepKind.TRAIN, "round": step.round, "version": step.version,
+            "mask_id": step.mask_id, **kw}
+    new = sm.check_result(client, step.task_id("run", client), digest=digest, **args)  # type: ignore[arg-type]
+    if new:
+        sm.record_result(client, digest)
+    return new
+
+
+def test_selects_when_enough_clients_wait() -> None:
+    sm, _ = make()
+    sm.client_waiting("a")
+    assert isinstance(sm.poll("a"), Wait)
+    decisions = wait_all(sm, ["a", "b", "c"])
+    assert all(isinstance(d, Assignment) for d in decisions.values())
+    a = decisions["a"]
+    assert isinstance(a, Assignment) and a.round == 1 and a.deadline == 1030.0
+
+
+def test_selection_timeout_starts_with_quorum() -> None:
+    sm, clock = make()
+    wait_all(sm, ["a", "b"])
+    assert sm.step.selected_at is None
+    assert sm.next_deadline() == 1010.0
+    clock.now = 1010.0
+    assert sm.close_if_due() is None
+    assert sm.step.selected == ("a", "b")
+
+
+def test_round_closes_when_all_results_in_and_next_opens() -> None:
+    sm, clock = make()
+    wait_all(sm, ["a", "b", "c"])
+    for c in "abc":
+        assert push(sm, c)
+    closed = sm.close_if_due()
+    assert closed is not None and closed.succeeded and closed.reason == "all results in"
+    sm.start_next(closed, version=1, mask_id="")
+    assert sm.step.round == 2 and sm.step.version == 1
+
+
+def test_deadline_with_quorum_succeeds_and_without_fails() -> None:
+    sm, clock = make()
+    wait_all(sm, ["a", "b", "c"])
+    push(sm, "a")
+    push(sm, "b")
+    clock.now = 1030.0
+    closed = sm.close_if_due()
+    assert closed is not None and closed.succeeded
+    sm.start_next(closed, version=1, mask_id="")
+    wait_all(sm, ["a", "b", "c"])
+    push(sm, "a")
+    clock.now += 31
+    closed = sm.close_if_due()
+    assert closed is not None and not closed.succeeded and "quorum" in closed.reason
+    sm.start_next(closed, version=1, mask_id="")
+    assert sm.step.round == 3 and sm.step.version == 1
+
+
+def test_rejections_name_the_reason() -> None:
+    sm, clock = make()
+    wait_all(sm, ["a", "b", "c"])
+    with pytest.raises(Rejection) as exc:
+        sm.check_result("a", "nope", kind=StepKind.TRAIN, round=1, version=0, mask_id="",
+                        digest=b"x")
+    assert exc.value.reason is RejectReason.UNKNOWN_TASK
+    with pytest.raises(Rejection) as exc:
+        sm.check_result("a", sm.step.task_id("run", "b"), kind=StepKind.TRAIN, round=1,
+                        version=0, mask_id="", digest=b"x")
+    assert exc.value.reason is RejectReason.NOT_YOUR_TASK
+    for kw, reason in [({"version": 7}, RejectReason.STALE_VERSION),
+                       ({"round": 2}, RejectReason.WRONG_ROUND),
+                       ({"mask_id": "m1"}, RejectReason.WRONG_MASK),
+                       ({"kind": StepKind.EVALUATE}, RejectReason.WRONG_KIND)]:
+        with pytest.raises(Rejection) as exc:
+            push(sm, "a", **kw)
+        assert exc.value.reason is reason
+    assert push(sm, "a", digest=b"same")
+    assert not push(sm, "a", digest=b"same")  # identical retry: a duplicate, counted once
+    with pytest.raises(Rejection) as exc:
+        push(sm, "a", digest=b"other")
+    assert exc.value.reason is RejectReason.CONFLICTING_DUPLICATE
+    assert len(sm.step.results) == 1
+    clock.now = 1031.0
+    with pytest.raises(Rejection) as exc:
+        push(sm, "b")
+    assert exc.value.reason is RejectReason.LATE
+
+
+def test_push_after_close_is_late() -> None:
+    sm, _ = make()
+    wait_all(sm, ["a", "b", "c"])
+    old_task = sm.step.task_id("run", "c")
+    push(sm, "a")
+    push(sm, "b")
+    push(sm, "c")
+    closed = sm.close_if_due()
+    assert closed is not None
+    sm.start_next(closed, version=1, mask_id="")
+    with pytest.raises(Rejection) as exc:
+        sm.check_result("c", old_task, kind=StepKind.TRAIN, round=1, version=0, mask_id="",
+                        digest=b"z")
+    assert exc.value.reason is RejectReason.LATE
+
+
+def test_over_selection_closes_at_target() -> None:
+    sm, _ = make(over_selection=0.5, clients_per_round=2)
+    decisions = wait_all(sm, ["a", "b", "c"])
+    assert sum(isinstance(d, Assignment) for d in decisions.values()) == 3
+    push(sm, "a")
+    assert sm.close_if_due() is None
+    push(sm, "c")
+    closed = sm.close_if_due()
+    assert closed is not None and closed.succeeded and set(closed.step.results) == {"a", "c"}
+
+
+def test_only_waiting_clients_are_selected() -> None:
+    sm, _ = make(clients_per_round=2)
+    sm.client_waiting("dead")
+    sm.client_left("dead")
+    decisions = wait_all(sm, ["a", "b"])
+    assert "dead" not in sm.step.selected
+    assert all(isinstance(d, Assignment) for d in decisions.values())
+
+
+def test_evaluation_step_and_shutdown() -> None:
+    sm, _ = make(rounds=1, federated_eval_every=1, clients_per_round=2)
+    wait_all(sm, ["a", "b"])
+    push(sm, "a")
+    push(sm, "b")
+    closed = sm.close_if_due()
+    assert closed is not None
+    sm.start_next(closed, version=1, mask_id="")
+    assert sm.step.kind is StepKind.EVALUATE and sm.step.round == 1
+    decisions = wait_all(sm, ["a", "b"])
+    assert all(isinstance(d, Assignment) and d.kind is StepKind.EVALUATE
+               for d in decisions.values())
+    for c in "ab":
+        assert sm.check_result(c, sm.step.task_id("run", c), kind=StepKind.EVALUATE, round=1,
+                               version=None, mask_id=None, digest=b"e")
+        sm.record_result(c, b"e")
+    closed = sm.close_if_due()
+    assert closed is not None
+    sm.start_next(closed, version=1, mask_id="")
+    assert sm.finished and isinstance(sm.poll("a"), Shutdown)
+    assert sm.next_deadline() is None
+
+
+def test_resume_at_later_round() -> None:
+    clock = FakeClock()
+    sm = RoundStateMachine(RoundConfig(rounds=5), run_id="r", first_round=4, version=3,
+                           clock=clock)
+    assert sm.step.round == 4 and sm.step.version == 3 and not sm.finished
+    done = RoundStateMachine(RoundConfig(rounds=5), run_id="r", first_round=6, version=5,
+                             clock=clock)
+    assert done.finished
