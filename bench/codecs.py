@@ -137,7 +137,7 @@ def machine() -> str:
             return "?"
     cpu = sh("lscpu | grep 'Model name' | sed 's/Model name:\\s*//'") or platform.processor()
     mem = sh("free -h | awk '/Mem:/ {print $2}'")
-    return (f"nproc={sh('nproc')}, CPU: {cpu}, memory {mem} (free -h); "
+    return (f"nproc={sh('OMP_NUM_THREADS= nproc')}, CPU: {cpu}, memory {mem} (free -h); "
             f"Python {platform.python_version()}, numpy {np.__version__}, "
             f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION})")
 

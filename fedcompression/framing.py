@@ -25,8 +25,10 @@ from .errors import CodecError
 from .limits import DecodeLimits
 from .payload import Blob
 
-#: zstd level for every framed blob (level 3 is zstd's default speed/ratio trade-off).
-ZSTD_LEVEL = 3
+#: zstd level for every framed blob. Level 1 is the fastest standard level and, on the
+#: W2 payloads (packed indices, quantized bytes, varints, bitmaps, floats), compresses as
+#: well as or better than the default level 3 (docs/benchmarks.md, W2).
+ZSTD_LEVEL = 1
 _UNKNOWN_CONTENT_SIZE = zstandard.CONTENTSIZE_UNKNOWN
 
 

@@ -103,7 +103,9 @@ class RoundStateMachine:
         self.run_id = run_id
         self._clock = clock
         self._waiting: set[str] = set()
-        self._closed_tasks: dict[str, int] = {}  # task id -> round, for "late" vs "unknown"
+        # The last closed step's task ids -> (round, accepted digest or None), so a retried
+        # push whose ack was lost is still a duplicate, and anything else for it is late.
+        self._closed_tasks: dict[str, tuple[int, bytes | None]] = {}
         self.finished = first_round > config.rounds
         self.step = self._new_step(StepKind.TRAIN, first_round, version, mask_id)
 
@@ -146,7 +148,10 @@ class RoundStateMachine:
         step = self.step
         if task_id != step.task_id(self.run_id, client_id) or client_id not in step.selected:
             if task_id in self._closed_tasks:
-                raise Rejection(RejectReason.LATE, f"round {self._closed_tasks[task_id]} closed")
+                closed_round, accepted = self._closed_tasks[task_id]
+                if accepted == digest:
+                    return False
+                raise Rejection(RejectReason.LATE, f"round {closed_round} closed")
             if any(task_id == step.task_id(self.run_id, c) for c in step.selected):
                 raise Rejection(RejectReason.NOT_YOUR_TASK, task_id)
             raise Rejection(RejectReason.UNKNOWN_TASK, task_id)
@@ -195,7 +200,8 @@ class RoundStateMachine:
 
     def _close(self, succeeded: bool, reason: str) -> ClosedStep:
         step = self.step
-        self._closed_tasks = {step.task_id(self.run_id, c): step.round for c in step.selected}
+        self._closed_tasks = {step.task_id(self.run_id, c): (step.round, step.results.get(c))
+                              for c in step.selected}
         return ClosedStep(step, self._clock(), succeeded, reason)
 
     def upcoming(self, closed: ClosedStep) -> tuple[StepKind, int] | None:

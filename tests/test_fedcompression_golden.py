@@ -216,8 +216,10 @@ def test_fixture_decodes_bit_exactly(name: str) -> None:
     expected = _array(fixture["decoded"])
     assert got.dtype == expected.dtype and got.shape == expected.shape
     assert got.tobytes() == expected.tobytes()
-    if name in DETERMINISTIC or name.startswith("mask_"):
-        case = _cases()[name]
+    case = _cases()[name]
+    # zstd output may differ between libzstd versions, so only unframed payloads are
+    # required to re-encode byte for byte.
+    if name in DETERMINISTIC or (name.startswith("mask_") and not case["zstd"]):
         assert _encoded_json(_encode_case(name, case)) == fixture["encoded"], \
             "the encoder no longer reproduces the committed payload"
 

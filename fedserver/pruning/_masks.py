@@ -88,13 +88,13 @@ def mask_digest(masks: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()[:8]
 
 
-def encode_mask(mask: np.ndarray) -> str:
+def mask_to_text(mask: np.ndarray) -> str:
     """Base64 of the C-order bits, MSB first (``np.packbits``), for JSON/SQLite storage."""
     return base64.b64encode(np.packbits(mask.ravel()).tobytes()).decode("ascii")
 
 
-def decode_mask(name: str, text: object, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of ``encode_mask``; checks length and zero padding before reshaping."""
+def mask_from_text(name: str, text: object, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of ``mask_to_text``; checks length and zero padding before reshaping."""
     if not isinstance(text, str):
         raise ValueError(  # noqa: TRY004 - a bad stored state is a ValueError by contract
             f"masks[{name!r}] must be a base64 string, got {type(text).__name__}")

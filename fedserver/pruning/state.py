@@ -47,7 +47,7 @@ def controller_state(*, config: PruningConfig, shapes: Mapping[str, tuple[int, .
         "mechanism": MECHANISM, "version": STATE_VERSION, "config": config.to_dict(),
         "prunable": {name: list(shape) for name, shape in shapes.items()},
         "last_round": last_round, "sparsity": sparsity, "mask_id": mask_id,
-        "masks": None if masks is None else {n: _masks.encode_mask(m) for n, m in masks.items()},
+        "masks": None if masks is None else {n: _masks.mask_to_text(m) for n, m in masks.items()},
     }
 
 
@@ -89,7 +89,7 @@ def _parse_masks(d: Mapping[str, Any],
         return None
     if not isinstance(encoded, Mapping) or set(encoded) != set(shapes):
         raise ValueError(f"masks: must map exactly the prunable tensors {sorted(shapes)}")
-    masks = _masks.frozen({n: _masks.decode_mask(n, encoded[n], s) for n, s in shapes.items()})
+    masks = _masks.frozen({n: _masks.mask_from_text(n, encoded[n], s) for n, s in shapes.items()})
     if not (mask_id.startswith("m") and mask_id.endswith("-" + _masks.mask_digest(masks))):
         raise ValueError(f"mask_id: {mask_id!r} does not match the digest of the masks")
     return masks
