@@ -22,25 +22,21 @@ mask itself, which the receiver already holds (its one-off size is printed).
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # one core, as W2 specifies
-
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
-
-import numpy as np  # noqa: E402
-import zstandard  # noqa: E402
+import numpy as np
+import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import fedcompression as fc  # noqa: E402
+import fedcompression as fc
 
 FULL_SHAPES = {
     "conv1": (64, 3, 7, 7), "conv2": (128, 64, 3, 3), "conv3": (256, 128, 3, 3),
@@ -132,20 +128,22 @@ def run_cell(model: dict[str, np.ndarray], masks: dict[str, np.ndarray], sparsit
 def machine() -> str:
     def sh(cmd: str) -> str:
         try:
-            return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True,
+                                  check=False).stdout.strip()
         except OSError:
             return "?"
     cpu = sh("lscpu | grep 'Model name' | sed 's/Model name:\\s*//'") or platform.processor()
     mem = sh("free -h | awk '/Mem:/ {print $2}'")
-    return (f"nproc={sh('OMP_NUM_THREADS= nproc')}, CPU: {cpu}, memory {mem} (free -h); "
+    return (f"nproc={sh('nproc')} (benchmark pinned to one core), CPU: {cpu}, "
+            f"memory {mem} (free -h); "
             f"Python {platform.python_version()}, numpy {np.__version__}, "
             f"zstandard {zstandard.__version__} (libzstd {zstandard.ZSTD_VERSION})")
 
 
 def table(cells: list[Cell], numel: int, dense_bytes: int) -> str:
     dense_mb = numel * 4 / 1e6
-    lines = ["| sparsity | format | zstd | bytes | bits/param | vs dense fp32 | bytes / entropy"
-             " bound | encode MB/s | decode MB/s | max abs err |",
+    lines = [("| sparsity | format | zstd | bytes | bits/param | vs dense fp32 | bytes / entropy"
+              " bound | encode MB/s | decode MB/s | max abs err |"),
              "|---:|---|:-:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
         lines.append(
@@ -187,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1M parameters instead of 10M")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best of)")
     args = parser.parse_args(argv)
+    host = machine()  # before pinning, so nproc reports the machine
+    if hasattr(os, "sched_setaffinity"):  # W2 measures one core
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     model = make_model(QUICK_SHAPES if args.quick else FULL_SHAPES)
     numel = sum(w.size for w in model.values())
     count_bytes, how = byte_counter()
@@ -200,13 +201,15 @@ def main(argv: list[str] | None = None) -> None:
                 cells.append(run_cell(pruned, masks, sparsity, fmt, zstd, args.repeats,
                                       count_bytes))
                 print(f"  done {sparsity:g} {fmt} zstd={zstd}", file=sys.stderr)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     dense_bytes = next(c.nbytes for c in cells if c.fmt == "dense fp32" and not c.zstd)
     print(f"## W2 codec-10M ({'quick, ' if args.quick else ''}{numel:,} parameters)\n")
     print(f"Command: `python bench/codecs.py{' --quick' if args.quick else ''}`  ")
-    print(f"Machine: {machine()}  ")
+    print(f"Machine: {host}; load average at the end of the run "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)  ")
     print(f"Bytes: {how}. Dense fp32 reference: {dense_bytes:,} bytes.  ")
     print("Implied-mask cells exclude the mask, which the receiver holds; sending it once "
-          "costs (encode_mask, zstd): "
+          + "costs (encode_mask, zstd): "
           + ", ".join(f"{s:g}: {b:,} B" for s, b in mask_bytes.items()) + ".\n")
     print(table(cells, numel, dense_bytes))
     print("\nTargets:\n" + "\n".join(targets(cells, numel, dense_bytes)))

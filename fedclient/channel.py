@@ -1,4 +1,9 @@
-"""The client's gRPC channel: keepalive, gRPC-level retries of UNAVAILABLE, size limits."""
+"""The client's gRPC channel: keepalive, gRPC-level retries of UNAVAILABLE, size limits.
+
+Only the unary calls get gRPC's transparent retries. Streams are retried by the daemon
+itself: a transparently retried server stream whose server died mid-call was seen to hang
+until its deadline instead of failing fast.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,7 @@ SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
-        "name": [{"service": SERVICE, "method": m} for m in ("Round", "PullModel",
-                                                             "ReportEvaluation")],
+        "name": [{"service": SERVICE, "method": m} for m in ("Round", "ReportEvaluation")],
         "retryPolicy": {
             "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
             "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"],

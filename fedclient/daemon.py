@@ -171,6 +171,8 @@ class ClientDaemon:
             params = self._pull(task)
             pull_seconds = time.perf_counter() - start
             masks = self.masks if task.mask_id else None
+            log.info("round %d: training on model version %d%s", task.round, task.model_version,
+                     f" under mask {task.mask_id}" if masks else "")
             outcome = self.worker.train(task, params, masks)
             ack = self._push(task, outcome, masks, pull_seconds)
         except _TaskFailed as exc:

@@ -27,7 +27,7 @@ import math
 import numpy as np
 
 from ._checks import check_shape, require, tensor_blobs
-from .limits import DecodeLimits
+from .limits import DEFAULT_LIMITS, DecodeLimits
 from .mask import validated_mask_codec
 from .payload import EncodedMaskTensor, EncodedTensor, ImpliedPositions
 from .tensor import validated_codecs
@@ -62,7 +62,7 @@ def bernoulli_bits(ones: int, n: int) -> float:
 
 
 def entropy_bound_bits(enc: EncodedTensor | EncodedMaskTensor, *,
-                       limits: DecodeLimits = DecodeLimits()) -> float:
+                       limits: DecodeLimits = DEFAULT_LIMITS) -> float:
     """Empirical entropy lower bound (bits) of the symbols ``enc`` transmits (see module).
 
     The payload is validated like a decode (raises :class:`CodecError` when invalid).

@@ -48,7 +48,7 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     return np.packbits(matrix.ravel(), bitorder="little").tobytes()
 
 
-def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
+def unpack_bits(data: bytes | np.ndarray, bits: int, count: int) -> np.ndarray:
     """Inverse of :func:`pack_bits`: ``count`` values as a uint8 array.
 
     ``data`` must hold exactly ``ceil(count * bits / 8)`` bytes (padding is not checked
@@ -75,12 +75,12 @@ def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
     return np.packbits(widened, axis=1, bitorder="little").ravel()
 
 
-def padding_is_zero(data: bytes, used_bits: int) -> bool:
+def padding_is_zero(data: bytes | np.ndarray, used_bits: int) -> bool:
     """True when every bit at stream position ``>= used_bits`` of ``data`` is zero."""
     tail = used_bits % 8
-    if not data or tail == 0:
+    if len(data) == 0 or tail == 0:
         return True
-    return (data[-1] >> tail) == 0
+    return (int(data[-1]) >> tail) == 0
 
 
 def _check_bits(bits: int) -> None:

@@ -47,7 +47,7 @@ class ClusteredCodec(Framed, ValueCodec):
         self.k = int(k)
 
     @classmethod
-    def from_options(cls, *, clusters: int, zstd: bool) -> "ClusteredCodec":
+    def from_options(cls, *, clusters: int, zstd: bool) -> ClusteredCodec:
         return cls(k=clusters, zstd=zstd)
 
     def _parameters(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class ClusteredCodec(Framed, ValueCodec):
         """Validated ``(codebook float32, indices uint8)``."""
         self.validate(payload, count, tensor=tensor, limits=limits)
         p: ClusteredValues = payload  # type: ignore[assignment]
-        codebook = np.frombuffer(unframe(p.codebook, tensor=tensor, what="codebook"), "<f4")
+        codebook = unframe(p.codebook, tensor=tensor, what="codebook").view("<f4")
         require(bool(np.isfinite(codebook).all()), tensor, "codebook is not all finite")
         raw = unframe(p.indices, tensor=tensor, what="indices")
         if p.index_bits == 0:

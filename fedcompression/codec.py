@@ -29,7 +29,8 @@ Contract (checked for every registered codec by ``tests/test_fedcompression_cont
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class Codec(abc.ABC):
         return {"id": self.codec_id, **self._parameters()}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Codec":
+    def from_config(cls, config: Mapping[str, Any]) -> Codec:
         """Rebuild a codec from :meth:`get_config` output; ``ValueError`` on a bad config."""
         params = dict(config)
         codec_id = params.pop("id", None)
@@ -82,7 +83,7 @@ class ValueCodec(Codec):
     """Encodes the present values of a tensor (1-D float32) as a ``Values`` payload."""
 
     @classmethod
-    def from_options(cls, *, clusters: int, zstd: bool) -> "ValueCodec":
+    def from_options(cls, *, clusters: int, zstd: bool) -> ValueCodec:
         """Build from :class:`~fedcompression.TensorEncoding` options it understands."""
         return cls(zstd=zstd)  # type: ignore[call-arg]
 

@@ -33,7 +33,7 @@ from .registry import value_codec
 POSITION_MODES = ("dense", "explicit", "implied", "auto")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TensorEncoding:
     """Wire encoding options of one tensor; validated at construction."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 MAX_NUMEL_CEILING = 1 << 48
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecodeLimits:
     """Caps a decoder enforces before allocating.
 
@@ -36,3 +36,7 @@ class DecodeLimits:
                 raise ValueError(
                     f"DecodeLimits.{name} must be an int in [1, 2**48], got {value!r}"
                 )
+
+
+#: The limits every decoder uses when the caller passes none.
+DEFAULT_LIMITS = DecodeLimits()

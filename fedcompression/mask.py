@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_shape, crc32_of, is_int, require
-from .limits import DecodeLimits
+from .limits import DEFAULT_LIMITS, DecodeLimits
 from .payload import BitmapPositions, DeltaVarintPositions, EncodedMaskTensor
 from .position_codecs import BitmapCodec, DeltaVarintCodec, smallest_explicit
 
@@ -30,7 +30,7 @@ def encode_mask(name: str, mask: np.ndarray, *, zstd: bool = True) -> EncodedMas
                              crc32=crc32_of([kept.blob]))
 
 
-def decode_mask(enc: EncodedMaskTensor, *, limits: DecodeLimits = DecodeLimits()
+def decode_mask(enc: EncodedMaskTensor, *, limits: DecodeLimits = DEFAULT_LIMITS
                 ) -> np.ndarray:
     """Decode a mask tensor to a bool array of ``enc.shape``; only raises CodecError."""
     name = enc.name if isinstance(enc, EncodedMaskTensor) and isinstance(enc.name, str) else "?"

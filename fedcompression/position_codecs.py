@@ -24,8 +24,13 @@ from .errors import CodecError
 from .framing import check_blob, frame, unframe
 from .limits import DecodeLimits
 from .payload import BitmapPositions, DeltaVarintPositions, ImpliedPositions, Positions
-from .varint import (MAX_VARINT_BYTES, decode_varints, deltas_to_indices, encode_varints,
-                     indices_to_deltas)
+from .varint import (
+    MAX_VARINT_BYTES,
+    decode_varints,
+    deltas_to_indices,
+    encode_varints,
+    indices_to_deltas,
+)
 
 
 class BitmapCodec(Framed, PositionCodec):
@@ -56,11 +61,12 @@ class BitmapCodec(Framed, PositionCodec):
         raw = unframe(payload.blob, tensor=tensor,  # type: ignore[union-attr]
                       what="positions.bitmap")
         require(padding_is_zero(raw, numel), tensor, "bitmap padding bits are not zero")
-        bits = np.unpackbits(np.frombuffer(raw, np.uint8), count=numel, bitorder="little")
-        indices = np.flatnonzero(bits)
-        require(indices.size == payload.count, tensor,
-                f"bitmap has {indices.size} set bits, count says {payload.count}")
-        return indices.astype(np.int64, copy=False)
+        bits = np.unpackbits(raw, count=numel, bitorder="little")
+        present = bits.view(np.bool_)  # 0/1 bytes; nonzero on bool is ~6x faster than on uint8
+        found = int(np.count_nonzero(present))
+        require(found == payload.count, tensor,
+                f"bitmap has {found} set bits, count says {payload.count}")
+        return np.flatnonzero(present).astype(np.int64, copy=False)
 
 
 class DeltaVarintCodec(Framed, PositionCodec):

@@ -31,7 +31,7 @@ parameters for structured granularities too, and each tensor keeps its best grou
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 

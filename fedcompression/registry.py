@@ -16,10 +16,11 @@ ClusteredCodec(k=4, zstd=True)
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from .clustered import ClusteredCodec
-from .codec import Codec, ValueCodec
+from .codec import Codec, PositionCodec, ValueCodec
 from .errors import CodecError, UnknownCodecError
 from .float_codecs import Bf16Codec, Fp16Codec, Fp32Codec
 from .position_codecs import BitmapCodec, DeltaVarintCodec, ImpliedCodec
@@ -81,6 +82,22 @@ def codec_for_payload(payload: object, *, tensor: str) -> Codec:
         if cls.handles(payload):
             return cls()
     raise CodecError(tensor, f"no registered codec decodes {_describe(payload)}")
+
+
+def value_decoder(payload: object, *, tensor: str) -> ValueCodec:
+    """:func:`codec_for_payload`, which must be a value codec."""
+    codec = codec_for_payload(payload, tensor=tensor)
+    if not isinstance(codec, ValueCodec):
+        raise CodecError(tensor, f"values hold a {type(payload).__name__}")
+    return codec
+
+
+def position_decoder(payload: object, *, tensor: str) -> PositionCodec:
+    """:func:`codec_for_payload`, which must be a position codec."""
+    codec = codec_for_payload(payload, tensor=tensor)
+    if not isinstance(codec, PositionCodec):
+        raise CodecError(tensor, f"positions hold a {type(payload).__name__}")
+    return codec
 
 
 def _describe(payload: object) -> str:

@@ -14,17 +14,18 @@ decoded (with range/order/finiteness checks) and scattered into a zeroed float32
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ._checks import check_shape, crc32_of, is_int, require, tensor_blobs
 from .codec import PositionCodec, ValueCodec
 from .encoding import TensorEncoding
-from .limits import DecodeLimits
+from .limits import DEFAULT_LIMITS, DecodeLimits
 from .payload import EncodedTensor, ImpliedPositions, Positions
 from .position_codecs import ImpliedCodec, smallest_explicit
-from .registry import codec_for_payload, value_codec
+from .registry import position_decoder, value_codec, value_decoder
 
 
 def encode_tensor(name: str, array: np.ndarray, encoding: TensorEncoding, *,
@@ -47,6 +48,7 @@ def encode_tensor(name: str, array: np.ndarray, encoding: TensorEncoding, *,
         flat = np.where(present, flat, np.float32(0))
     if rng is None:
         rng = np.random.default_rng(seed)
+    require(isinstance(rng, np.random.Generator), name, "rng must be a numpy Generator")
     codec = value_codec(encoding.values).from_options(clusters=encoding.clusters,
                                                       zstd=encoding.zstd)
     mode = encoding.positions
@@ -59,7 +61,7 @@ def encode_tensor(name: str, array: np.ndarray, encoding: TensorEncoding, *,
 
 
 def decode_tensor(enc: EncodedTensor, *, mask: np.ndarray | None = None,
-                  limits: DecodeLimits = DecodeLimits()) -> np.ndarray:
+                  limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode ``enc`` into a C-contiguous float32 array of ``enc.shape``.
 
     ``mask`` is the receiver's bool mask of this tensor, required for implied positions
@@ -80,6 +82,8 @@ def decode_tensor(enc: EncodedTensor, *, mask: np.ndarray | None = None,
     indices = pcodec.decode(enc.positions, numel, tensor=name, limits=limits,  # type: ignore[arg-type]
                             mask=_flat_mask(name, mask, enc.shape) if implied else None)
     values = vcodec.decode(enc.values, count, tensor=name, limits=limits)
+    if count == numel:  # validated strictly increasing indices < numel: all present
+        return values.reshape(enc.shape)
     out = np.zeros(numel, dtype=np.float32)
     out[indices] = values
     return out.reshape(enc.shape)
@@ -90,14 +94,12 @@ def validated_codecs(enc: EncodedTensor, numel: int, limits: DecodeLimits
     """Dispatch the payloads to codecs and validate every declared size (no decoding)."""
     name, pcodec, count = enc.name, None, numel
     if enc.positions is not None:
-        pcodec = codec_for_payload(enc.positions, tensor=name)
-        require(isinstance(pcodec, PositionCodec), name, "positions hold a non-position payload")
+        pcodec = position_decoder(enc.positions, tensor=name)
         pcodec.validate(enc.positions, numel, tensor=name, limits=limits)
         count = enc.positions.count
-    vcodec = codec_for_payload(enc.values, tensor=name)
-    require(isinstance(vcodec, ValueCodec), name, "values hold a non-value payload")
-    vcodec.validate(enc.values, count, tensor=name, limits=limits)  # type: ignore[union-attr]
-    return pcodec, vcodec, count  # type: ignore[return-value]
+    vcodec = value_decoder(enc.values, tensor=name)
+    vcodec.validate(enc.values, count, tensor=name, limits=limits)
+    return pcodec, vcodec, count
 
 
 def _finite_float32(name: str, array: Any) -> np.ndarray:

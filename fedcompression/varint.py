@@ -39,7 +39,7 @@ def encode_varints(values: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def decode_varints(data: bytes, count: int) -> np.ndarray:
+def decode_varints(data: bytes | np.ndarray, count: int) -> np.ndarray:
     """Decode exactly ``count`` canonical varints filling ``data``; uint64 array.
 
     Raises ``ValueError`` (with the reason) on truncation, trailing bytes, varints

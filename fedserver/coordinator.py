@@ -300,7 +300,10 @@ class Coordinator:
                     self._advance_locked()
 
     def _advance_locked(self) -> None:
+        before = self._state_token()
         closed = self.sm.close_if_due()
+        if self._state_token() != before:  # e.g. the selection timeout picked clients
+            self._cond.notify_all()
         while closed is not None:
             if closed.step.kind is StepKind.TRAIN:
                 self._close_train(closed)

@@ -21,11 +21,27 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedcompression import (CodecError, DecodeLimits, TensorEncoding, decode_mask,
-                            decode_tensor, encode_mask, encode_tensor, entropy_bound_bits)
-from fedcompression.payload import (BitmapPositions, Blob, ClusteredValues,
-                                    DeltaVarintPositions, EncodedMaskTensor, EncodedTensor,
-                                    ImpliedPositions, QuantizedValues, RawValues)
+from fedcompression import (
+    CodecError,
+    DecodeLimits,
+    TensorEncoding,
+    decode_mask,
+    decode_tensor,
+    encode_mask,
+    encode_tensor,
+    entropy_bound_bits,
+)
+from fedcompression.payload import (
+    BitmapPositions,
+    Blob,
+    ClusteredValues,
+    DeltaVarintPositions,
+    EncodedMaskTensor,
+    EncodedTensor,
+    ImpliedPositions,
+    QuantizedValues,
+    RawValues,
+)
 
 SETTINGS = settings(max_examples=2000, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -22,11 +22,18 @@ import numpy as np
 import pytest
 
 import fedcompression
-from fedcompression import (TensorEncoding, decode_mask, decode_tensor, encode_mask,
-                            encode_tensor)
-from fedcompression.payload import (BitmapPositions, Blob, ClusteredValues,
-                                    DeltaVarintPositions, EncodedMaskTensor, EncodedTensor,
-                                    ImpliedPositions, QuantizedValues, RawValues)
+from fedcompression import TensorEncoding, decode_mask, decode_tensor, encode_mask, encode_tensor
+from fedcompression.payload import (
+    BitmapPositions,
+    Blob,
+    ClusteredValues,
+    DeltaVarintPositions,
+    EncodedMaskTensor,
+    EncodedTensor,
+    ImpliedPositions,
+    QuantizedValues,
+    RawValues,
+)
 from fedcompression.registry import codec_class
 
 FIXTURES = Path(__file__).parent / "fixtures" / "codecs"
@@ -45,27 +52,27 @@ def _cases() -> dict[str, dict[str, Any]]:
     edge = np.array([1.0, -0.0, 1e-45, 3.0e38, 65504.0, 1.0009765625], np.float32)
     mask = np.abs(w) > 0.05
     return {
-        "fp32": dict(array=edge, encoding=TensorEncoding(values="fp32")),
-        "fp16": dict(array=edge[[0, 1, 4, 5]], encoding=TensorEncoding(values="fp16")),
-        "bf16": dict(array=edge, encoding=TensorEncoding(values="bf16")),
-        "int8": dict(array=w, encoding=TensorEncoding(values="int8"), seed=7),
-        "int4": dict(array=w[:, :5], encoding=TensorEncoding(values="int4"), seed=7),
-        "clustered": dict(array=clustered, encoding=TensorEncoding(values="clustered",
-                                                                   clusters=3)),
-        "bitmap": dict(array=w, encoding=TensorEncoding(positions="explicit")),
-        "delta_varint": dict(array=sparse, encoding=TensorEncoding(positions="explicit")),
-        "implied": dict(array=w, mask=mask, mask_id="mask-1",
-                        encoding=TensorEncoding(positions="implied")),
-        "clustered_k16_implied_zstd": dict(
-            array=rng.normal(0, 0.05, 1200).astype(np.float32),
-            mask=rng.random(1200) < 0.1, mask_id="mask-2", seed=1,
-            encoding=TensorEncoding(values="clustered", clusters=16, positions="implied",
-                                    zstd=True)),
-        "int8_explicit_zstd": dict(array=np.repeat(sparse, 8, axis=1), seed=3,
-                                   encoding=TensorEncoding(values="int8", positions="explicit",
-                                                           zstd=True)),
-        "mask_delta_varint": dict(array=sparse != 0, kind="mask", zstd=False),
-        "mask_bitmap_zstd": dict(array=np.tile(mask, (40, 1)), kind="mask", zstd=True),
+        "fp32": {"array": edge, "encoding": TensorEncoding(values="fp32")},
+        "fp16": {"array": edge[[0, 1, 4, 5]], "encoding": TensorEncoding(values="fp16")},
+        "bf16": {"array": edge, "encoding": TensorEncoding(values="bf16")},
+        "int8": {"array": w, "encoding": TensorEncoding(values="int8"), "seed": 7},
+        "int4": {"array": w[:, :5], "encoding": TensorEncoding(values="int4"), "seed": 7},
+        "clustered": {"array": clustered, "encoding": TensorEncoding(values="clustered",
+                                                                   clusters=3)},
+        "bitmap": {"array": w, "encoding": TensorEncoding(positions="explicit")},
+        "delta_varint": {"array": sparse, "encoding": TensorEncoding(positions="explicit")},
+        "implied": {"array": w, "mask": mask, "mask_id": "mask-1",
+                        "encoding": TensorEncoding(positions="implied")},
+        "clustered_k16_implied_zstd": {
+            "array": rng.normal(0, 0.05, 1200).astype(np.float32),
+            "mask": rng.random(1200) < 0.1, "mask_id": "mask-2", "seed": 1,
+            "encoding": TensorEncoding(values="clustered", clusters=16, positions="implied",
+                                    zstd=True)},
+        "int8_explicit_zstd": {"array": np.repeat(sparse, 8, axis=1), "seed": 3,
+                                   "encoding": TensorEncoding(values="int8", positions="explicit",
+                                                           zstd=True)},
+        "mask_delta_varint": {"array": sparse != 0, "kind": "mask", "zstd": False},
+        "mask_bitmap_zstd": {"array": np.tile(mask, (40, 1)), "kind": "mask", "zstd": True},
     }
 
 

@@ -15,8 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fedcompression import (CodecError, TensorEncoding, decode_tensor, dequantize,
-                            encode_tensor, payload_nbytes, quantize)
+from fedcompression import (
+    CodecError,
+    TensorEncoding,
+    decode_tensor,
+    dequantize,
+    encode_tensor,
+    payload_nbytes,
+    quantize,
+)
+from fedcompression.framing import unframe
 from fedcompression.payload import ImpliedPositions
 
 SETTINGS = settings(max_examples=500, deadline=None,
@@ -71,8 +79,7 @@ def _check_clustered(expected: np.ndarray, got: np.ndarray, enc, k: int) -> None
         sent = None  # the sent set includes masked-in zeros; checked element-wise below
     if sent is not None and np.unique(sent).size <= k:
         assert np.array_equal(expected, got)
-    codebook = np.frombuffer(enc.values.codebook.data, "<f4") if enc.values.codebook.framing \
-        == "none" else np.unique(got)
+    codebook = np.frombuffer(unframe(enc.values.codebook, tensor="t", what="codebook"), "<f4")
     assert codebook.size <= k
     x = expected.astype(np.float64).ravel()
     if x.size and codebook.size:

@@ -16,11 +16,25 @@ import numpy as np
 import pytest
 import zstandard
 
-from fedcompression import (CodecError, TensorEncoding, decode_mask, decode_tensor,
-                            encode_mask, encode_tensor)
-from fedcompression.payload import (BitmapPositions, Blob, ClusteredValues,
-                                    DeltaVarintPositions, EncodedMaskTensor, EncodedTensor,
-                                    ImpliedPositions, QuantizedValues, RawValues)
+from fedcompression import (
+    CodecError,
+    TensorEncoding,
+    decode_mask,
+    decode_tensor,
+    encode_mask,
+    encode_tensor,
+)
+from fedcompression.payload import (
+    BitmapPositions,
+    Blob,
+    ClusteredValues,
+    DeltaVarintPositions,
+    EncodedMaskTensor,
+    EncodedTensor,
+    ImpliedPositions,
+    QuantizedValues,
+    RawValues,
+)
 
 
 def _tensor(shape, positions, values) -> EncodedTensor:
@@ -163,8 +177,8 @@ def test_header_checks() -> None:
     _rejects(dataclasses.replace(enc, crc32=-1), "crc32")
     _rejects(dataclasses.replace(enc, shape=[1]), "tuple")
     _rejects(dataclasses.replace(enc, shape=(1.0,)), "not an int")
-    _rejects(dataclasses.replace(enc, positions=_raw(ONE)), "non-position|no registered")
-    _rejects(dataclasses.replace(enc, values=BitmapPositions(_blob(b"\x01"), 1)), "non-value")
+    _rejects(dataclasses.replace(enc, positions=_raw(ONE)), "positions hold")
+    _rejects(dataclasses.replace(enc, values=BitmapPositions(_blob(b"\x01"), 1)), "values hold")
     with pytest.raises(CodecError):
         decode_tensor("not a tensor")  # type: ignore[arg-type]
 
@@ -211,3 +225,22 @@ def test_encoder_argument_checks() -> None:
 def test_tensor_encoding_names_the_bad_argument(kwargs: dict, bad: str) -> None:
     with pytest.raises(ValueError, match=f"TensorEncoding.{bad}"):
         TensorEncoding(**kwargs)
+
+
+@pytest.mark.parametrize("level", [-5, 1, 3, 19])
+@pytest.mark.parametrize("checksum, content_size", [(False, True), (True, False)])
+@pytest.mark.parametrize("n", [1, 1000, 300_000])
+def test_zstd_frames_from_other_encoder_settings_decode(level: int, checksum: bool,
+                                                       content_size: bool, n: int) -> None:
+    """Any single standard zstd frame is accepted: multi-block, checksummed, no size."""
+    values = np.random.default_rng(n).normal(size=n).astype(np.float32)
+    values[::3] = 0.0
+    raw = values.tobytes()
+    frame = zstandard.ZstdCompressor(level=level, write_checksum=checksum,
+                                     write_content_size=content_size).compress(raw)
+    enc = _tensor((n,), None, RawValues("fp32", Blob(frame, "zstd", len(raw))))
+    assert np.array_equal(decode_tensor(enc), values)
+    for tail in (b"\0", frame[:3], zstandard.ZstdCompressor().compress(b"x"),
+                 bytes.fromhex("502a4d1800000000")):  # empty skippable frame
+        _rejects(_tensor((n,), None, RawValues("fp32", Blob(frame + tail, "zstd", len(raw)))),
+                 "after the zstd frame")
