@@ -4,7 +4,8 @@ Workload (docs/../BENCHMARK.md W2): a ~10M-parameter float32 "model" of 4 conv a
 linear tensors, weights N(0, 0.05), seed 0; magnitude pruning (uniform per tensor) to
 sparsity {0, 0.5, 0.9, 0.99}; formats dense fp32 / fp16 / int8, sparse (explicit
 positions, fp32 values), sparse with the mask implied, sparse + clustered k=16
-(explicit and implied), each with and without zstd.
+(explicit and implied), each with and without zstd; plus "sparse int8" (explicit
+positions, int8 values), which is what ``positions="auto"`` picks for pruned int8 tensors.
 
 Per cell: bytes, bits per parameter, ratio vs dense fp32, ratio of the bytes to the
 empirical entropy bound of the transmitted symbols (fedcompression.entropy_bound_bits;
@@ -53,6 +54,7 @@ FORMATS = {
     "dense fp16": ("fp16", "dense", False),
     "dense int8": ("int8", "dense", True),
     "sparse fp32": ("fp32", "explicit", False),
+    "sparse int8": ("int8", "explicit", True),  # beyond W2's list: int8 as pruned tensors go
     "sparse fp32 implied": ("fp32", "implied", False),
     "sparse clustered16": ("clustered", "explicit", True),
     "sparse clustered16 implied": ("clustered", "implied", True),

@@ -35,6 +35,7 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
 FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
          grpc.StatusCode.UNIMPLEMENTED}
 VERSION = "0.1.0"
+SCORE_ENCODING = Encoding("fp16", zstd=True)  # scores rank weights: fp16 keeps their order
 
 
 class FatalClientError(RuntimeError):
@@ -190,7 +191,7 @@ class ClientDaemon:
             outcome.delta, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
             masks=masks, seed=self.config.seed + int(task.round)))
         if outcome.scores is not None:
-            payload.scores.CopyFrom(encode_model(outcome.scores, encoding=Encoding("fp16", zstd=True),
+            payload.scores.CopyFrom(encode_model(outcome.scores, encoding=SCORE_ENCODING,
                                                  version=task.model_version))
         data = payload.SerializeToString()
         header = cpb.UpdateHeader(

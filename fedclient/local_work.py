@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fedcompression import group_scores
 from fedcore.datasets import ClientData
 from fedcore.models import build_model
 from fedcore.params import get_parameters, set_parameters
@@ -61,13 +62,19 @@ class LocalWorker:
                              global_params=global_params if t.proximal_mu > 0 else None)
         local = get_parameters(model)
         delta = {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}
-        scores = None
-        if t.compute_scores:
-            scores = importance_scores(model, self.data.train, kind=t.score_kind or "magnitude")
-            scores = {n: scores.get(n, np.zeros_like(global_params[n])) for n in global_params}
+        scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
                    "train_seconds": time.perf_counter() - start}
         return TrainOutcome(delta, scores, result.num_examples, metrics)
+
+    def _scores(self, model: torch.nn.Module, t: cpb.TrainInstructions) -> Params:
+        """Grouped importance scores of the requested tensors, in model order."""
+        element = importance_scores(model, self.data.train, kind=t.score_kind or "magnitude")
+        unknown = set(t.score_granularity) - set(element)
+        if unknown:
+            raise ValueError(f"cannot score tensors {sorted(unknown)}: not prunable weights")
+        return {name: group_scores(element[name], t.score_granularity[name]).astype(np.float32)
+                for name in element if name in t.score_granularity}
 
     def evaluate(self, task: cpb.Task, global_params: Params) -> tuple[int, dict[str, float]]:
         model = self.model(task.model_name)

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ from fedcore.params import get_parameters, prunable_names
 from fedcore.pb import coordinator_pb2 as cpb
 from fedserver.aggregation import WeightedMean
 from fedserver.config import ServerConfig
+from fedserver.pruning.combine import ScoreCombiner
+from fedserver.pruning.controller import PruningController
 from fedserver.model_state import ModelState, restore_model_state, save_model_state
 from fedserver.round_report import RoundTimer, write_report
 from fedserver.round_state import (
@@ -75,7 +78,7 @@ class _StepAccumulator:
     """Per-step results: the aggregate of updates, or weighted evaluation metrics."""
 
     mean: WeightedMean | None = None
-    scores: object | None = None  # pruning score combiner
+    scores: ScoreCombiner | None = None  # client-scores pruning
     eval_sums: dict[str, float] = field(default_factory=dict)
     eval_weight: float = 0.0
     client_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -86,7 +89,7 @@ class Coordinator:
     def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.monotonic,
                  evaluator: Callable[[Params], dict[str, float]] | None = None) -> None:
         self.config = config
-        self._clock = clock
+        self.clock = clock
         self._cond = threading.Condition()
         self._stopping = False
         self._evaluator = evaluator
@@ -147,7 +150,7 @@ class Coordinator:
                  is_active: Callable[[], bool] = lambda: True) -> Assignment | Wait | Shutdown:
         """Long-poll: return a task as soon as there is one, or Wait after ``max_wait_s``."""
         self._touch_client(client_id, num_examples)
-        until = self._clock() + min(max_wait_s, self.config.network.long_poll_s)
+        until = self.clock() + min(max_wait_s, self.config.network.long_poll_s)
         with self._cond:
             self.sm.client_waiting(client_id)
             try:
@@ -156,7 +159,7 @@ class Coordinator:
                     decision = self.sm.poll(client_id)
                     if self._state_token() != before:
                         self._cond.notify_all()
-                    remaining = until - self._clock()
+                    remaining = until - self.clock()
                     if not isinstance(decision, Wait) or remaining <= 0 or not is_active():
                         return decision
                     if self._stopping:
@@ -215,7 +218,7 @@ class Coordinator:
             return PushTicket(client_id, header.task_id, header.round, header.model_version,
                               self.mask_id, self.masks, int(header.num_examples),
                               bytes(header.stream.sha256), self._acc.scores is not None,
-                              self._clock())
+                              self.clock())
 
     def decode_update(self, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
         """Parse and decode outside the lock; raises InvalidUpdate or a model_codec error."""
@@ -235,7 +238,8 @@ class Coordinator:
         if ticket.wants_scores:
             if not msg.HasField("scores"):
                 raise InvalidUpdate("this round needs importance scores (UpdatePayload.scores)")
-            scores = decode_model(msg.scores, expected=self.shapes, mask_id="", masks=None)
+            assert self.pruning is not None
+            scores = decode_model(msg.scores, expected=self.pruning.score_shapes())
         return DecodedUpdate(delta, scores, time.perf_counter() - start)
 
     def commit_push(self, ticket: PushTicket, update: DecodedUpdate,
@@ -251,10 +255,10 @@ class Coordinator:
             assert self._acc.mean is not None
             self._acc.mean.add(update.delta, float(ticket.num_examples))
             if update.scores is not None and self._acc.scores is not None:
-                self._acc.scores.add(update.scores, float(ticket.num_examples))  # type: ignore[attr-defined]
+                self._acc.scores.add(update.scores, float(ticket.num_examples))
             self.sm.record_result(ticket.client_id, ticket.digest)
             self._acc.client_metrics[ticket.client_id] = {
-                **metrics, "push_seconds": self._clock() - ticket.started,
+                **metrics, "push_seconds": self.clock() - ticket.started,
                 "num_examples": float(ticket.num_examples)}
             self._acc.server_seconds += update.decode_seconds + time.perf_counter() - start
             self._advance_locked()
@@ -295,7 +299,7 @@ class Coordinator:
         with self._cond:
             while not self._stopping and not self.sm.finished:
                 at = self.sm.next_deadline()
-                self._cond.wait(None if at is None else max(0.0, at - self._clock()))
+                self._cond.wait(None if at is None else max(0.0, at - self.clock()))
                 if not self._stopping:
                     self._advance_locked()
 
@@ -347,7 +351,7 @@ class Coordinator:
     def _apply_pruning(self, round_: int, params: Params, acc: _StepAccumulator) -> Params:
         if self.pruning is None:
             return params
-        scores = acc.scores.result() if acc.scores is not None else None  # type: ignore[attr-defined]
+        scores = acc.scores.result() if acc.scores is not None else None
         update = self.pruning.update_after_aggregation(round_, params, scores)
         if update is not None:
             mask_id, masks = update
@@ -386,23 +390,19 @@ class Coordinator:
         if self.sm.step.kind is StepKind.TRAIN:
             acc.mean = WeightedMean(self.shapes)
             if self.pruning is not None and self.pruning.wants_client_scores(round_):
-                acc.scores = self.pruning.make_combiner()
+                acc.scores = self.pruning.new_combiner(round_)
         return acc
 
 
-def config_state_dir(config: ServerConfig) -> "Path":
-    from pathlib import Path
-
+def config_state_dir(config: ServerConfig) -> Path:
     path = Path(config.state_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _make_pruning(config: ServerConfig, initial: Params):  # type: ignore[no-untyped-def]
+def _make_pruning(config: ServerConfig, initial: Params) -> PruningController | None:
     if not config.pruning.enabled:
         return None
-    from fedserver.pruning.controller import PruningController
-
     prunable = {n: tuple(initial[n].shape) for n in prunable_names(initial)}
     return PruningController(config.pruning, prunable)
 

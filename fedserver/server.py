@@ -67,7 +67,8 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None) -> R
     pruning = coordinator.pruning
     tasks = TaskFactory(config, coordinator.strategy, run_id=coordinator.run_id,
                         wants_scores=(pruning.wants_client_scores if pruning else lambda r: False),
-                        clock=coordinator._clock)
+                        score_granularity=pruning.score_granularities() if pruning else {},
+                        clock=coordinator.clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
                          options=_grpc_options(config),
                          maximum_concurrent_rpcs=config.network.max_concurrent_rpcs)

@@ -14,11 +14,13 @@ from fedserver.strategy import Strategy
 
 class TaskFactory:
     def __init__(self, config: ServerConfig, strategy: Strategy, *, run_id: str,
-                 wants_scores: Callable[[int], bool], clock: Callable[[], float]) -> None:
+                 wants_scores: Callable[[int], bool], score_granularity: dict[str, str],
+                 clock: Callable[[], float]) -> None:
         self._config = config
         self._strategy = strategy
         self._run_id = run_id
         self._wants_scores = wants_scores
+        self._score_granularity = score_granularity
         self._clock = clock
         wire = config.wire
         self._uplink = Encoding(wire.uplink, wire.clusters, wire.zstd).to_proto()
@@ -50,4 +52,5 @@ class TaskFactory:
             local_epochs=t.local_epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
             momentum=t.momentum, weight_decay=t.weight_decay,
             proximal_mu=self._strategy.proximal_mu, compute_scores=scores,
-            score_kind=self._config.pruning.score_kind if scores else "")
+            score_kind=self._config.pruning.score_kind if scores else "",
+            score_granularity=self._score_granularity if scores else {})
