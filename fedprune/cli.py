@@ -3,6 +3,7 @@
     fedprune simulate                      # W1: 10 clients, 30 rounds, digits, FedAvg
     fedprune simulate --clients 3 --rounds 5 --set wire.uplink=int8
     fedprune report runs/latest/report.json
+    fedprune export runs/latest --out model.fpm --values int8 --shrink
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ def _report(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _export(ns: argparse.Namespace) -> int:
+    import json
+
+    from fedprune.export import export_run
+
+    state = Path(ns.run)
+    if (state / "state").is_dir():
+        state = state / "state"
+    try:
+        result = export_run(state, Path(ns.out), values=ns.values, shrink=ns.shrink)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"fedprune export: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedprune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,6 +97,14 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("report", help="report.json or a run/state folder holding one")
     rep.add_argument("--out", help="PNG path (default: next to the report)")
     rep.set_defaults(func=_report)
+    exp = sub.add_parser("export", help="write a run's final model as a compact artifact")
+    exp.add_argument("run", help="run folder (from simulate) or a coordinator state folder")
+    exp.add_argument("--out", default="model.fpm", help="artifact path (model.fpm)")
+    exp.add_argument("--values", default="fp32", choices=["fp32", "fp16", "bf16", "int8", "int4"],
+                     help="value format of the artifact (fp32)")
+    exp.add_argument("--shrink", action="store_true",
+                     help="remove neurons that structured pruning made dead (Linear/ReLU chains)")
+    exp.set_defaults(func=_export)
     return p
 
 
