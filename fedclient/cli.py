@@ -12,9 +12,9 @@ import argparse
 import signal
 import sys
 
+from fedclient.config import ClientConfig
 from fedcore import config as config_io
 from fedcore.logs import configure_logging
-from fedclient.config import ClientConfig
 
 ENV_PREFIX = "FEDCLIENT"
 _SHORTCUTS = {
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(config_io.to_toml(config), end="")
         return 0
     configure_logging(config.log_level, config.log_format, name=f"fedclient[{config.client_id}]")
-    from fedcore.datasets import load_client_data
     from fedclient.daemon import ClientDaemon
     from fedclient.local_work import LocalWorker
+    from fedcore.datasets import load_client_data
 
     try:
         data = load_client_data(config.data)

@@ -19,14 +19,14 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from fedcore.model_codec import Encoding, decode_mask_message, decode_model, encode_model
-from fedcore.pb import coordinator_pb2 as cpb
-from fedcore.pb import coordinator_pb2_grpc
-from fedcore.streaming import PayloadAssembler, make_header, split_payload
 from fedclient.backoff import ExponentialBackoff
 from fedclient.channel import open_channel
 from fedclient.config import ClientConfig
 from fedclient.local_work import LocalWorker, TrainOutcome
+from fedcore.model_codec import Encoding, decode_mask_message, decode_model, encode_model
+from fedcore.pb import coordinator_pb2 as cpb
+from fedcore.pb import coordinator_pb2_grpc
+from fedcore.streaming import PayloadAssembler, make_header, split_payload
 
 log = logging.getLogger("fedclient")
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,

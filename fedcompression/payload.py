@@ -13,7 +13,7 @@ order); otherwise ``values`` hold only the present elements in ascending flat in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 FramingName = Literal["none", "zstd"]
 FloatFormatName = Literal["fp32", "fp16", "bf16"]
@@ -48,7 +48,7 @@ class ImpliedPositions:
     count: int
 
 
-Positions = Union[BitmapPositions, DeltaVarintPositions, ImpliedPositions]
+Positions = BitmapPositions | DeltaVarintPositions | ImpliedPositions
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ClusteredValues:
     indices: Blob
 
 
-Values = Union[RawValues, QuantizedValues, ClusteredValues]
+Values = RawValues | QuantizedValues | ClusteredValues
 
 
 @dataclass(frozen=True)

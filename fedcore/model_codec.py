@@ -12,14 +12,20 @@ shapes, mask id), so a wrong-shape or wrong-mask payload never reaches an aggreg
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from fedcompression import DecodeLimits, TensorEncoding, decode_mask, decode_tensor, encode_mask
-from fedcompression import encode_tensor
+from fedcompression import (
+    DecodeLimits,
+    TensorEncoding,
+    decode_mask,
+    decode_tensor,
+    encode_mask,
+    encode_tensor,
+)
 from fedcompression.errors import CodecError
 from fedcore import wire
 from fedcore.pb import coordinator_pb2 as cpb
@@ -67,7 +73,7 @@ class Encoding:
                             zstd=self.zstd)
 
     @classmethod
-    def from_proto(cls, msg: cpb.Encoding) -> "Encoding":
+    def from_proto(cls, msg: cpb.Encoding) -> Encoding:
         name = _VALUE_CODECS.get(msg.values)
         if name is None:
             raise ValueError(f"unknown value codec {msg.values}")

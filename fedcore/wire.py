@@ -95,7 +95,7 @@ def _values_from_pb(name: str, msg: pb.Values) -> Values:
     raise CodecError(name, "values message sets no kind")
 
 
-def _shape_from_pb(name: str, dims: "list[int]") -> tuple[int, ...]:
+def _shape_from_pb(name: str, dims: list[int]) -> tuple[int, ...]:
     if len(dims) > MAX_DIMS:
         raise CodecError(name, f"{len(dims)} dimensions exceed the limit of {MAX_DIMS}")
     return tuple(int(d) for d in dims)

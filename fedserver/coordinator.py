@@ -19,9 +19,9 @@ import logging
 import threading
 import time
 import uuid
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -32,12 +32,18 @@ from fedcore.params import get_parameters, prunable_names
 from fedcore.pb import coordinator_pb2 as cpb
 from fedserver.aggregation import WeightedMean
 from fedserver.config import ServerConfig
+from fedserver.model_state import ModelState, restore_model_state, save_model_state
 from fedserver.pruning.combine import ScoreCombiner
 from fedserver.pruning.controller import PruningController
-from fedserver.model_state import ModelState, restore_model_state, save_model_state
 from fedserver.round_report import RoundTimer, write_report
 from fedserver.round_state import (
-    Assignment, ClosedStep, RoundStateMachine, Shutdown, StepKind, Wait)
+    Assignment,
+    ClosedStep,
+    RoundStateMachine,
+    Shutdown,
+    StepKind,
+    Wait,
+)
 from fedserver.store import RunStore
 from fedserver.strategy import build_strategy
 

@@ -95,6 +95,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         raise AssertionError("unreachable")
 
 
-def _check_metrics(metrics: "dict[str, float]") -> None:
+def _check_metrics(metrics: dict[str, float]) -> None:
     if len(metrics) > 64 or not all(np.isfinite(v) for v in metrics.values()):
         raise InvalidUpdate("header metrics must be at most 64 finite values")

@@ -17,7 +17,7 @@ from fedcore.model_codec import MaskMismatchError, ModelMismatchError
 from fedcore.streaming import PayloadTooLarge, StreamError
 from fedserver.auth import AuthError
 from fedserver.coordinator import InvalidUpdate
-from fedserver.round_state import RejectReason, Rejection
+from fedserver.round_state import Rejection, RejectReason
 
 _REJECTION_CODES = {
     RejectReason.UNKNOWN_TASK: grpc.StatusCode.NOT_FOUND,
@@ -59,7 +59,7 @@ def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
     """Translate known domain errors into ``context.abort`` with their status code."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a known domain error
+    except Exception as exc:
         code = status_for(exc)
         if code is None:
             raise

@@ -27,23 +27,23 @@ class Strategy:
     proximal_mu: float = 0.0  # sent to clients (FedProx)
 
 
-def _fedavg(cfg: "StrategyConfig") -> Strategy:
+def _fedavg(cfg: StrategyConfig) -> Strategy:
     return Strategy("fedavg", ServerSGD(learning_rate=cfg.server_learning_rate or 1.0))
 
 
-def _fedprox(cfg: "StrategyConfig") -> Strategy:
+def _fedprox(cfg: StrategyConfig) -> Strategy:
     return Strategy("fedprox", ServerSGD(learning_rate=cfg.server_learning_rate or 1.0),
                     proximal_mu=cfg.proximal_mu)
 
 
-def _adaptive(cls: type[ServerAdam], name: str) -> Callable[["StrategyConfig"], Strategy]:
-    def make(cfg: "StrategyConfig") -> Strategy:
+def _adaptive(cls: type[ServerAdam], name: str) -> Callable[[StrategyConfig], Strategy]:
+    def make(cfg: StrategyConfig) -> Strategy:
         return Strategy(name, cls(learning_rate=cfg.server_learning_rate or 0.01,
                                   beta1=cfg.beta1, beta2=cfg.beta2, tau=cfg.tau))
     return make
 
 
-STRATEGY_PRESETS: dict[str, Callable[["StrategyConfig"], Strategy]] = {
+STRATEGY_PRESETS: dict[str, Callable[[StrategyConfig], Strategy]] = {
     "fedavg": _fedavg,
     "fedprox": _fedprox,
     "fedadam": _adaptive(ServerAdam, "fedadam"),
@@ -51,5 +51,5 @@ STRATEGY_PRESETS: dict[str, Callable[["StrategyConfig"], Strategy]] = {
 }
 
 
-def build_strategy(cfg: "StrategyConfig") -> Strategy:
+def build_strategy(cfg: StrategyConfig) -> Strategy:
     return STRATEGY_PRESETS[cfg.name](cfg)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-
-import zlib
 
 import grpc
 import numpy as np

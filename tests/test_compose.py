@@ -26,7 +26,6 @@ from fedcore import config as config_io
 from fedcore import healthcheck
 from fedserver.config import ServerConfig
 from fedserver.server import SERVICE_NAME
-
 from tests import compose_runner as cr
 from tests.helpers import read_json, running_server, server_config, stop, wait_for
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,15 @@ import pytest
 from fedclient.config import ClientConfig
 from fedcore.datasets import DataSpec
 from tests.helpers import (
-    TOKEN, read_json, server_config, spawn, stop, wait_for, with_port, write_config)
+    TOKEN,
+    read_json,
+    server_config,
+    spawn,
+    stop,
+    wait_for,
+    with_port,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,14 @@ import pytest
 
 from fedserver.config import RoundConfig
 from fedserver.round_state import (
-    Assignment, RejectReason, Rejection, RoundStateMachine, Shutdown, StepKind, Wait)
+    Assignment,
+    Rejection,
+    RejectReason,
+    RoundStateMachine,
+    Shutdown,
+    StepKind,
+    Wait,
+)
 
 
 class FakeClock:

@@ -96,7 +96,7 @@ def mask_to_text(mask: np.ndarray) -> str:
 def mask_from_text(name: str, text: object, shape: tuple[int, ...]) -> np.ndarray:
     """Inverse of ``mask_to_text``; checks length and zero padding before reshaping."""
     if not isinstance(text, str):
-        raise ValueError(  # noqa: TRY004 - a bad stored state is a ValueError by contract
+        raise ValueError(
             f"masks[{name!r}] must be a base64 string, got {type(text).__name__}")
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)

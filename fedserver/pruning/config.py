@@ -86,7 +86,7 @@ class PruningConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise ValueError(  # noqa: TRY004 - config errors are ValueErrors naming the key
+            raise ValueError(
                 f"enabled must be a bool, got {self.enabled!r}")
         self._check_choices()
         self._check_sparsities()

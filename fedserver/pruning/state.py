@@ -54,7 +54,7 @@ def controller_state(*, config: PruningConfig, shapes: Mapping[str, tuple[int, .
 def _check_header(d: Mapping[str, Any], config: PruningConfig,
                   shapes: Mapping[str, tuple[int, ...]]) -> None:
     if not isinstance(d, Mapping):
-        raise ValueError(  # noqa: TRY004 - bad stored state is a ValueError by contract
+        raise ValueError(
             f"state must be a mapping, got {type(d).__name__}")
     for key in REQUIRED_KEYS:
         if key not in d:
@@ -64,7 +64,7 @@ def _check_header(d: Mapping[str, Any], config: PruningConfig,
                          f"expected {MECHANISM!r} v{STATE_VERSION}")
     mine, theirs = config.to_dict(), d["config"]
     if not isinstance(theirs, Mapping):
-        raise ValueError("config: must be a mapping")  # noqa: TRY004
+        raise ValueError("config: must be a mapping")
     for key in sorted(set(mine) | set(theirs)):
         if mine.get(key) != theirs.get(key):
             raise ValueError(f"config.{key}: state has {theirs.get(key)!r}, "
@@ -82,7 +82,7 @@ def _parse_masks(d: Mapping[str, Any],
                  shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray] | None:
     mask_id, encoded = d["mask_id"], d["masks"]
     if not isinstance(mask_id, str):
-        raise ValueError("mask_id: must be a string")  # noqa: TRY004
+        raise ValueError("mask_id: must be a string")
     if encoded is None:
         if mask_id:
             raise ValueError(f"mask_id: {mask_id!r} given without masks")
