@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -103,5 +104,35 @@ def test_sigkill_coordinator_resumes_from_last_completed_round(tmp_path: Path) -
         assert all(r["status"] == "completed" and r["version"] == r["round"] for r in rounds)
         for c in clients:  # never restarted: they rode out the outage by themselves
             assert c.wait(30) == 0
+    finally:
+        stop([server, *clients])
+
+
+def test_sigterm_stops_daemons_cleanly_and_the_run_resumes(tmp_path: Path) -> None:
+    args = ("round.rounds=30", "round.clients_per_round=2", "round.min_clients=2",
+            "network.grace_s=1")
+    server, port = start_server(tmp_path, *args)
+    clients = []
+    try:
+        for i in range(2):
+            path = write_config(tmp_path / f"c{i}.toml", client_config(port, i, 2))
+            clients.append(spawn("fedclient", path, tmp_path / f"c{i}.log"))
+        state = tmp_path / "state"
+        wait_for(lambda: len(rounds_in(state)) >= 2, 120, "two rounds")
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0 and time.monotonic() - started < 10
+        done = len(rounds_in(state))
+        assert "shutting down" in (tmp_path / "server.log").read_text()
+        (state / "endpoint.json").unlink()
+        server, _ = start_server(tmp_path, *args, port=port)
+        wait_for(lambda: len(rounds_in(state)) > done + 1, 60, "rounds after the restart")
+        rounds = rounds_in(state)
+        assert [r["round"] for r in rounds] == list(range(1, len(rounds) + 1))
+        for c in clients:
+            c.send_signal(signal.SIGTERM)
+        for c in clients:
+            assert c.wait(15) == 0
+        assert "stopped" in (tmp_path / "c0.log").read_text()
     finally:
         stop([server, *clients])
