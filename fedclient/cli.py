@@ -8,48 +8,28 @@ variables, then flags. The data section chooses the source: the bundled ``digits
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 
 from fedclient.config import ClientConfig
-from fedcore import config as config_io
+from fedcore.config_cli import ConfigCli
 from fedcore.logs import configure_logging
 
 ENV_PREFIX = "FEDCLIENT"
-_SHORTCUTS = {
-    "server": "server", "client_id": "client_id", "token": "token", "log_level": "log_level",
-    "data_source": "data.source", "partition": "data.partition",
-    "num_partitions": "data.num_partitions", "alpha": "data.alpha", "data_path": "data.path",
-}
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fedclient", description=__doc__.split("\n\n")[0],
-                                epilog="Environment: FEDCLIENT_<SECTION>__<KEY>=value, e.g. "
-                                       "FEDCLIENT_DATA__PARTITION=3.")
-    p.add_argument("--config", help="TOML configuration file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any key, e.g. --set data.alpha=0.1 (repeatable)")
-    for flag, key in _SHORTCUTS.items():
-        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=f"same as --set {key}=...")
-    p.add_argument("--print-config", action="store_true", help="print the configuration and exit")
-    return p
+CLI = ConfigCli(
+    prog="fedclient", description=__doc__.split("\n\n")[0], env_prefix=ENV_PREFIX,
+    example="data.partition=3",
+    shortcuts={
+        "server": "server", "client_id": "client_id", "token": "token", "log_level": "log_level",
+        "data_source": "data.source", "partition": "data.partition",
+        "num_partitions": "data.num_partitions", "alpha": "data.alpha", "data_path": "data.path",
+    })
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = parser().parse_args(argv)
-    overrides = [f"{key}={getattr(ns, flag)}" for flag, key in _SHORTCUTS.items()
-                 if getattr(ns, flag) is not None] + ns.set
-    try:
-        config = config_io.load(ClientConfig, path=ns.config, env_prefix=ENV_PREFIX,
-                                overrides=overrides)
-    except config_io.ConfigError as exc:
-        print(f"fedclient: {exc}", file=sys.stderr)
-        return 2
-    if ns.print_config:
-        print(config_io.to_toml(config), end="")
-        return 0
+    config = CLI.load_for_run(ClientConfig, argv)
+    if isinstance(config, int):
+        return config
     configure_logging(config.log_level, config.log_format, name=f"fedclient[{config.client_id}]")
     from fedclient.daemon import ClientDaemon
     from fedclient.local_work import LocalWorker

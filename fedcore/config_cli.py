@@ -1,0 +1,63 @@
+"""The command-line face of ``fedcore.config``, shared by ``fedserver`` and ``fedclient``.
+
+Both daemons take ``--config FILE``, repeatable ``--set section.key=value``, a few
+shortcut flags for common keys, ``--print-config``, and ``<PREFIX>_<SECTION>__<KEY>``
+environment variables, with the precedence documented in :mod:`fedcore.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fedcore import config as config_io
+
+
+@dataclass(frozen=True)
+class ConfigCli:
+    prog: str
+    description: str
+    env_prefix: str
+    shortcuts: Mapping[str, str]  # flag name -> dotted config key
+    example: str  # an example --set / env key, e.g. "round.rounds=5"
+
+    def parser(self) -> argparse.ArgumentParser:
+        key, _, value = self.example.partition("=")
+        env = f"{self.env_prefix}_{key.upper().replace('.', '__')}={value}"
+        p = argparse.ArgumentParser(prog=self.prog, description=self.description,
+                                    epilog=f"Environment: {self.env_prefix}_<SECTION>__<KEY>="
+                                           f"value, e.g. {env}.")
+        p.add_argument("--config", help="TOML configuration file")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"override any key, e.g. --set {self.example} (repeatable)")
+        for flag, dotted in self.shortcuts.items():
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
+                           metavar=dotted.split(".")[-1].upper(), help=f"same as --set {dotted}=...")
+        p.add_argument("--print-config", action="store_true",
+                       help="print the effective configuration as TOML and exit")
+        return p
+
+    def load(self, cls: type[Any], argv: list[str] | None) -> tuple[Any, argparse.Namespace]:
+        """Parse ``argv`` and load ``cls``; raises ConfigError naming a bad key."""
+        ns = self.parser().parse_args(argv)
+        overrides = [f"{key}={getattr(ns, flag)}" for flag, key in self.shortcuts.items()
+                     if getattr(ns, flag) is not None] + ns.set
+        config = config_io.load(cls, path=ns.config, env_prefix=self.env_prefix,
+                                overrides=overrides)
+        return config, ns
+
+    def load_for_run(self, cls: type[Any], argv: list[str] | None) -> Any:
+        """The config to run with, or an exit code: 2 after a config error, 0 after
+        ``--print-config`` (both printed here)."""
+        try:
+            config, ns = self.load(cls, argv)
+        except config_io.ConfigError as exc:
+            print(f"{self.prog}: {exc}", file=sys.stderr)
+            return 2
+        if ns.print_config:
+            print(config_io.to_toml(config), end="")
+            return 0
+        return config
