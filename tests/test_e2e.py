@@ -36,3 +36,21 @@ def test_simulation_trains_and_writes_report(tmp_path: Path) -> None:
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     totals = report["totals"]
     assert totals["bytes_up"] == sum(r["bytes_up"] for r in rounds)
+
+
+@pytest.mark.parametrize("overrides", [
+    ("strategy.name=fedprox", "strategy.proximal_mu=0.05", "wire.uplink=int8",
+     "wire.downlink=fp16"),
+    ("strategy.name=fedyogi", "wire.uplink=clustered", "wire.clusters=32",
+     "wire.downlink=bf16"),
+])
+def test_strategies_and_codecs_end_to_end(tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    server = config_io.load(ServerConfig, overrides=[
+        "round.rounds=4", "round.clients_per_round=2", *overrides], environ={})
+    report = run_simulation(SimulationSpec(out=tmp_path / "run", clients=2, server=server,
+                                           progress=False, timeout_s=300))
+    rounds = report["rounds"]
+    assert [r["status"] for r in rounds] == ["completed"] * 4
+    assert rounds[-1]["metrics"]["accuracy"] > 0.5
+    # Compressed uplink: well under the ~340 KB of a dense float32 update per client.
+    assert max(r["bytes_up"] for r in rounds) < 2 * 200_000
