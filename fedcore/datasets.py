@@ -20,16 +20,16 @@ Contract:
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset, TensorDataset, random_split
 
+from fedcore._checks import check_int
+from fedcore.datafiles import check_labels, read_csv, read_npz, validated_arrays
 from fedcore.entrypoints import load_entrypoint
 
 __all__ = [
@@ -67,18 +67,18 @@ class DataSpec:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {sorted(SOURCES)}, got {self.source!r}")
-        _check_int("num_partitions", self.num_partitions, low=1)
-        _check_int("partition", self.partition, low=0)
+        check_int("num_partitions", self.num_partitions, low=1)
+        check_int("partition", self.partition, low=0)
         if self.partition >= self.num_partitions:
             raise ValueError(f"partition must be < num_partitions, got {self.partition}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be None or a finite number > 0, got {self.alpha!r}")
-        _check_int("seed", self.seed, low=0)
-        _check_int("synthetic_samples", self.synthetic_samples, low=1)
+        check_int("seed", self.seed, low=0)
+        check_int("synthetic_samples", self.synthetic_samples, low=1)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.num_classes is not None:
-            _check_int("num_classes", self.num_classes, low=1)
+            check_int("num_classes", self.num_classes, low=1)
         if self.source in ("npz", "csv") and not self.path:
             raise ValueError(f"path is required for source {self.source!r}")
         if self.source == "entrypoint" and not self.entrypoint:
@@ -95,12 +95,6 @@ class ClientData:
     num_classes: int
 
 
-def _check_int(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
-@functools.lru_cache(maxsize=1)
 def _digits_split() -> tuple[np.ndarray, ...]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -139,9 +133,9 @@ def partition_indices(
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) == 0:
         raise ValueError(f"y must be a non-empty 1-D integer array, got {labels.dtype} "
                          f"{labels.shape}")
-    _check_int("n_clients", n_clients, low=1)
-    _check_int("min_size", min_size, low=0)
-    _check_int("seed", seed, low=0)
+    check_int("n_clients", n_clients, low=1)
+    check_int("min_size", min_size, low=0)
+    check_int("seed", seed, low=0)
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be None or a finite number > 0, got {alpha!r}")
     if len(labels) < n_clients * min_size:
@@ -181,69 +175,6 @@ def _synthetic(n: int, *, seed: int, stream: int) -> tuple[np.ndarray, np.ndarra
     return X.astype(np.float32), y.astype(np.int64)
 
 
-def _existing(path: str, source: str) -> Path:
-    file = Path(path)
-    if not file.is_file():
-        raise ValueError(f"{source} file {path!r} does not exist or is not a file")
-    return file
-
-
-def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        loaded = np.load(_existing(path, "npz"), allow_pickle=False)
-    except (OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"npz file {path!r} is not a readable .npz archive: {exc}") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy loads as an ndarray
-        raise ValueError(f"npz file {path!r} is not a readable .npz archive")
-    with loaded:
-        arrays = {key: loaded[key] for key in ("X", "y") if key in loaded.files}
-    if len(arrays) != 2:
-        raise ValueError(f"npz file {path!r} must hold arrays 'X' and 'y', has {sorted(arrays)}")
-    return arrays["X"], arrays["y"]
-
-
-def _read_csv(path: str) -> tuple[np.ndarray, np.ndarray]:
-    lines = [ln for ln in _existing(path, "csv").read_text().splitlines() if ln.strip()]
-    if not lines:
-        raise ValueError(f"csv file {path!r} is empty")
-    try:
-        [float(cell) for cell in lines[0].split(",")]
-        header = 0
-    except ValueError:
-        header = 1  # a first line that is not numeric is a header
-    if len(lines) == header:
-        raise ValueError(f"csv file {path!r} needs >= 1 row of data")
-    try:
-        table = np.loadtxt(lines[header:], delimiter=",", ndmin=2, dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"csv file {path!r}: {exc}") from exc
-    if table.shape[1] < 2:
-        raise ValueError(f"csv file {path!r} needs >= 2 columns (features, label)")
-    return table[:, :-1], table[:, -1]
-
-
-def _check_labels(y: np.ndarray, *, what: str, num_classes: int | None) -> None:
-    if not (np.isfinite(y).all() and (y == np.round(y)).all() and (y >= 0).all()):
-        raise ValueError(f"{what}: labels must be non-negative integers")
-    if num_classes is not None and y.max() >= num_classes:
-        raise ValueError(f"{what}: label {int(y.max())} out of range for {num_classes} classes")
-
-
-def _validated(
-    X: np.ndarray, y: np.ndarray, *, what: str, num_classes: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    X, y = np.asarray(X), np.asarray(y)
-    if X.ndim != 2 or 0 in X.shape or X.dtype.kind not in "biuf":
-        raise ValueError(f"{what}: X must be a non-empty numeric (n, features) array, "
-                         f"got {X.dtype} {X.shape}")
-    if y.shape != (X.shape[0],) or y.dtype.kind not in "biuf":
-        raise ValueError(f"{what}: y must be a numeric ({X.shape[0]},) array, got {y.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError(f"{what}: X contains NaN or infinity")
-    _check_labels(y, what=what, num_classes=num_classes)
-    return X.astype(np.float32), y.astype(np.int64)
-
-
 def _digits_arrays(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
     X_train, y_train, _, _ = load_digits_split()
     return X_train, y_train
@@ -252,8 +183,8 @@ def _digits_arrays(spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
 _ARRAY_SOURCES: dict[str, Callable[[DataSpec], tuple[np.ndarray, np.ndarray]]] = {
     "digits": _digits_arrays,
     "synthetic": lambda spec: _synthetic(spec.synthetic_samples, seed=spec.seed, stream=1),
-    "npz": lambda spec: _read_npz(spec.path),
-    "csv": lambda spec: _read_csv(spec.path),
+    "npz": lambda spec: read_npz(spec.path),
+    "csv": lambda spec: read_csv(spec.path),
 }
 
 
@@ -270,7 +201,7 @@ def _val_count(n: int, fraction: float) -> int:
 
 def _array_client_data(spec: DataSpec) -> ClientData:
     num_classes = spec.num_classes or (10 if spec.source in ("digits", "synthetic") else None)
-    X, y = _validated(*_ARRAY_SOURCES[spec.source](spec), what=spec.source,
+    X, y = validated_arrays(*_ARRAY_SOURCES[spec.source](spec), what=spec.source,
                       num_classes=num_classes)
     num_classes = num_classes or int(y.max()) + 1
     if spec.num_partitions == 1:
@@ -305,7 +236,7 @@ def _entrypoint_client_data(spec: DataSpec) -> ClientData:
     labels = np.array([int(train[i][1]) for i in range(len(train))]
                       + [int(val[i][1]) for i in range(len(val))])
     num_classes = spec.num_classes or int(labels.max()) + 1
-    _check_labels(labels, what=spec.entrypoint, num_classes=num_classes)
+    check_labels(labels, what=spec.entrypoint, num_classes=num_classes)
     return ClientData(train, val, int(torch.as_tensor(train[0][0]).numel()), num_classes)
 
 
@@ -326,7 +257,7 @@ def load_test_set(source: str = "digits", *, path: str = "", seed: int = 0) -> D
     elif source == "synthetic":
         X, y = _synthetic(1000, seed=seed, stream=2)
     elif source in ("npz", "csv"):
-        X, y = _validated(*_ARRAY_SOURCES[source](DataSpec(source=source, path=path)),
+        X, y = validated_arrays(*_ARRAY_SOURCES[source](DataSpec(source=source, path=path)),
                           what=source, num_classes=None)
     else:
         raise ValueError(f"source must be digits, synthetic, npz or csv, got {source!r}")

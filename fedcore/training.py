@@ -23,7 +23,6 @@ Contract:
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from fedcore.params import check_named_arrays, get_parameters, prunable_names
+from fedcore._checks import check_int
+from fedcore.importance import importance_scores
+from fedcore.masking import MaskEnforcer
+from fedcore.params import check_named_arrays, get_parameters
 
 __all__ = [
     "EvalResult",
@@ -64,8 +66,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            _check_int(name, getattr(self, name), low=1)
-        _check_int("seed", self.seed, low=0)
+            check_int(name, getattr(self, name), low=1)
+        check_int("seed", self.seed, low=0)
         if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.momentum < 1.0:
@@ -89,51 +91,6 @@ class EvalResult:
     num_examples: int
     loss: float
     accuracy: float
-
-
-def _check_int(name: str, value: object, *, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-
-
-class MaskEnforcer:
-    """Keeps the pruned (False) coordinates of a model's parameters exactly zero.
-
-    ``mask`` may cover a subset of the parameters; names must be trainable parameters and
-    shapes must match. Values must be bool or 0/1. The enforcer holds references to the
-    model's parameters, so it acts on the live model.
-    """
-
-    def __init__(self, model: nn.Module, mask: Mapping[str, np.ndarray]) -> None:
-        params = dict(model.named_parameters())
-        expected = {name: tuple(p.shape) for name, p in params.items()}
-        arrays = check_named_arrays(expected, mask, what="mask", allow_missing=True)
-        self._pruned: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for name, array in arrays.items():
-            if array.dtype != np.bool_ and not np.isin(array, (0, 1)).all():
-                raise ValueError(f"mask: tensor {name!r} must be boolean (or 0/1)")
-            pruned = torch.from_numpy(~array.astype(bool)).to(params[name].device)
-            self._pruned.append((params[name], pruned))
-
-    def apply_to_weights(self) -> None:
-        """Set pruned weights to 0 (``masked_fill`` so NaN/inf there become 0 as well)."""
-        with torch.no_grad():
-            for param, pruned in self._pruned:
-                param.masked_fill_(pruned, 0.0)
-
-    def apply_to_grads(self) -> None:
-        """Zero the gradients of pruned weights (call after every term is accumulated)."""
-        for param, pruned in self._pruned:
-            if param.grad is not None:
-                param.grad.masked_fill_(pruned, 0.0)
-
-    def apply_to_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
-        """Zero per-parameter optimizer state (momentum, Adam moments) at pruned entries."""
-        with torch.no_grad():
-            for param, pruned in self._pruned:
-                for value in optimizer.state.get(param, {}).values():
-                    if isinstance(value, torch.Tensor) and value.shape == param.shape:
-                        value.masked_fill_(pruned, 0.0)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -262,7 +219,7 @@ def train_local(
 
 def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256) -> EvalResult:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (eval mode, no grad)."""
-    _check_int("batch_size", batch_size, low=1)
+    check_int("batch_size", batch_size, low=1)
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("dataset is empty")
     device, was_training = _device(model), model.training
@@ -281,68 +238,3 @@ def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256) -> Ev
     return EvalResult(num_examples=seen, loss=loss_sum / seen, accuracy=correct / seen)
 
 
-def _magnitude(model: nn.Module, dataset: Dataset, *, batch_size: int,
-               max_batches: int) -> list[torch.Tensor]:
-    params = dict(model.named_parameters())
-    return [params[name].detach().abs() for name in prunable_names(model)]
-
-
-def _gradient_scores(model: nn.Module, dataset: Dataset, *, batch_size: int, max_batches: int,
-                     weighted: bool) -> list[torch.Tensor]:
-    """Mean over the first ``max_batches`` batches of ``|w * g|`` (weighted) or ``|g|``.
-
-    Per-batch absolute values are summed so opposite-signed batch gradients do not cancel.
-    Batches come in dataset order, so two clients' scores are reproducible.
-    """
-    params = dict(model.named_parameters())
-    weights = [params[name] for name in prunable_names(model)]
-    scores = [torch.zeros_like(w) for w in weights]
-    device, batches = _device(model), 0
-    for x, y in DataLoader(dataset, batch_size=batch_size):
-        if batches == max_batches:
-            break
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        # autograd.grad (not backward) leaves the caller's .grad fields untouched.
-        grads = torch.autograd.grad(loss, weights, allow_unused=True)
-        for score, w, g in zip(scores, weights, grads):
-            if g is not None:
-                score += (w.detach() * g).abs() if weighted else g.abs()
-        batches += 1
-    return [score / batches for score in scores]
-
-
-_SCORERS = {
-    "magnitude": _magnitude,
-    "saliency": functools.partial(_gradient_scores, weighted=True),
-    "gradient": functools.partial(_gradient_scores, weighted=False),
-}
-
-
-def importance_scores(
-    model: nn.Module, dataset: Dataset, *, kind: str = "magnitude", batch_size: int = 64,
-    max_batches: int = 8,
-) -> dict[str, np.ndarray]:
-    """Per-weight importance of every prunable tensor: finite float32, same shapes.
-
-    ``magnitude`` = |w|; ``saliency`` = |w * dL/dw| (client-driven pruning scores);
-    ``gradient`` = |dL/dw|, which is non-zero at pruned (zero) weights and so can serve
-    as a regrowth score when a mask is refined. The model is not modified.
-    """
-    if kind not in _SCORERS:
-        raise ValueError(f"kind must be one of {sorted(_SCORERS)}, got {kind!r}")
-    _check_int("batch_size", batch_size, low=1)
-    _check_int("max_batches", max_batches, low=1)
-    if kind != "magnitude" and len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError("dataset is empty")
-    was_training = model.training
-    model.eval()  # deterministic scores: no dropout, frozen norm statistics
-    try:
-        scores = _SCORERS[kind](model, dataset, batch_size=batch_size, max_batches=max_batches)
-    finally:
-        model.train(was_training)
-    names = prunable_names(model)
-    result = {n: s.detach().cpu().numpy().astype(np.float32) for n, s in zip(names, scores)}
-    for name, array in result.items():
-        if not np.isfinite(array).all():
-            raise ValueError(f"importance scores of {name!r} are not finite (diverged model?)")
-    return result
