@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fedcore import config as config_io
-from fedcore.model_codec import Encoding, decode_model, encode_mask_message, encode_model
+from fedcore.model_codec import Encoding, encode_mask_message, encode_model
 from fedcore.models import build_model
 from fedcore.params import get_parameters, prunable_names
 from fedcore.pb import coordinator_pb2 as cpb
@@ -46,37 +46,11 @@ from fedserver.round_state import (
 )
 from fedserver.store import RunStore
 from fedserver.strategy import build_strategy
+from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket, decode_update
 
 log = logging.getLogger("fedserver.coordinator")
 Params = dict[str, np.ndarray]
 MAX_EXAMPLES = 1 << 40
-
-
-class InvalidUpdate(ValueError):
-    """A pushed update is malformed or inconsistent (maps to INVALID_ARGUMENT)."""
-
-
-@dataclass(frozen=True)
-class PushTicket:
-    """What a push was validated against when its header arrived."""
-
-    client_id: str
-    task_id: str
-    round: int
-    version: int
-    mask_id: str
-    masks: dict[str, np.ndarray] | None
-    num_examples: int
-    digest: bytes
-    wants_scores: bool
-    started: float
-
-
-@dataclass
-class DecodedUpdate:
-    delta: Params
-    scores: Params | None
-    decode_seconds: float
 
 
 @dataclass
@@ -227,26 +201,9 @@ class Coordinator:
                               self.clock())
 
     def decode_update(self, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
-        """Parse and decode outside the lock; raises InvalidUpdate or a model_codec error."""
-        start = time.perf_counter()
-        msg = cpb.UpdatePayload()
-        try:
-            msg.ParseFromString(payload)
-        except Exception as exc:  # protobuf raises DecodeError; keep its text
-            raise InvalidUpdate(f"update payload is not a valid UpdatePayload: {exc}") from None
-        if msg.delta.version != ticket.version:
-            raise InvalidUpdate(f"payload model version {msg.delta.version} differs from the "
-                                f"header's {ticket.version}")
-        delta = decode_model(msg.delta, expected=self.shapes, mask_id=ticket.mask_id,
-                             masks=ticket.masks)
-        _check_pruned_zero(delta, ticket.masks)
-        scores = None
-        if ticket.wants_scores:
-            if not msg.HasField("scores"):
-                raise InvalidUpdate("this round needs importance scores (UpdatePayload.scores)")
-            assert self.pruning is not None
-            scores = decode_model(msg.scores, expected=self.pruning.score_shapes())
-        return DecodedUpdate(delta, scores, time.perf_counter() - start)
+        """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""
+        score_shapes = self.pruning.score_shapes() if self.pruning is not None else {}
+        return decode_update(ticket, payload, shapes=self.shapes, score_shapes=score_shapes)
 
     def commit_push(self, ticket: PushTicket, update: DecodedUpdate,
                     metrics: dict[str, float]) -> bool:
@@ -411,10 +368,3 @@ def _make_pruning(config: ServerConfig, initial: Params) -> PruningController | 
         return None
     prunable = {n: tuple(initial[n].shape) for n in prunable_names(initial)}
     return PruningController(config.pruning, prunable)
-
-
-def _check_pruned_zero(delta: Params, masks: dict[str, np.ndarray] | None) -> None:
-    """An update may not carry values at pruned positions (it would densify the model)."""
-    for name, mask in (masks or {}).items():
-        if np.any(delta[name][~mask]):
-            raise InvalidUpdate(f"tensor {name!r} has values at pruned positions of the mask")

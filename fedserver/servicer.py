@@ -16,10 +16,11 @@ from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.streaming import PayloadAssembler, StreamError, make_header, split_payload
 from fedserver.auth import Authenticator
-from fedserver.coordinator import Coordinator, InvalidUpdate
+from fedserver.coordinator import Coordinator
 from fedserver.round_state import Assignment
 from fedserver.status import abort_on_error
 from fedserver.tasks import TaskFactory
+from fedserver.updates import InvalidUpdate
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):

@@ -16,8 +16,8 @@ from fedcompression.errors import CodecError
 from fedcore.model_codec import MaskMismatchError, ModelMismatchError
 from fedcore.streaming import PayloadTooLarge, StreamError
 from fedserver.auth import AuthError
-from fedserver.coordinator import InvalidUpdate
 from fedserver.round_state import Rejection, RejectReason
+from fedserver.updates import InvalidUpdate
 
 _REJECTION_CODES = {
     RejectReason.UNKNOWN_TASK: grpc.StatusCode.NOT_FOUND,
