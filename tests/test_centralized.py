@@ -68,8 +68,8 @@ def test_dense_run_matches_federation_data_and_is_deterministic() -> None:
 
 
 def test_client_scores_runs_with_server_mask_semantics() -> None:
-    config = _config(*PRUNE, "pruning.target_sparsity=0.8", "pruning.scheme=client-scores", "pruning.score_kind=saliency",
-                     "round.rounds=3")
+    config = _config(*PRUNE, "pruning.target_sparsity=0.8", "pruning.scheme=client-scores",
+                     "pruning.score_kind=saliency", "round.rounds=3")
     central = central_pruning_config(config.pruning)
     assert (central.scheme, central.score_kind) == ("server-mask", "magnitude")
     same = dataclasses.replace(config, pruning=central)
