@@ -69,7 +69,10 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
                 raise ValueError
             return {str(k): v for k, v in value.items()}
         if origin in (tuple, list, Sequence):
-            items = value.split(",") if isinstance(value, str) else value
+            if isinstance(value, str):  # "a,b" or a JSON list, from env vars and flags
+                value = json.loads(value) if value.lstrip().startswith("[") else \
+                    [v for v in value.split(",") if v.strip()]
+            items = value
             (inner, *_) = typing.get_args(tp) or (str,)
             return tuple(_coerce(key, inner, v) for v in items)
     except (TypeError, ValueError, json.JSONDecodeError):

@@ -366,5 +366,10 @@ def config_state_dir(config: ServerConfig) -> Path:
 def _make_pruning(config: ServerConfig, initial: Params) -> PruningController | None:
     if not config.pruning.enabled:
         return None
-    prunable = {n: tuple(initial[n].shape) for n in prunable_names(initial)}
+    names = prunable_names(initial)
+    unknown = sorted(set(config.pruning.exclude) - set(names))
+    if unknown:
+        raise ValueError(f"pruning.exclude names {unknown}, which are not prunable weights of "
+                         f"{config.training.model!r} (those are {names})")
+    prunable = {n: tuple(initial[n].shape) for n in names if n not in config.pruning.exclude}
     return PruningController(config.pruning, prunable)

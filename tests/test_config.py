@@ -71,3 +71,9 @@ def test_client_config_requires_id() -> None:
                                                 "FEDCLIENT_DATA__ALPHA": "none"},
                          env_prefix="FEDCLIENT")
     assert cfg.client_id == "c9" and cfg.data.alpha is None
+
+
+@pytest.mark.parametrize("value", ['["fc1.weight", "fc3.weight"]', "fc1.weight,fc3.weight"])
+def test_list_values_from_flags(value: str) -> None:
+    cfg = config_io.load(ServerConfig, overrides=[f"pruning.exclude={value}"], environ={})
+    assert cfg.pruning.exclude == ("fc1.weight", "fc3.weight")

@@ -83,8 +83,12 @@ class PruningConfig:
     score_kind: ScoreKind = "magnitude"
     combine: str = "weighted-sum"
     vote_top_fraction: float | None = None
+    # Weight tensors never pruned, e.g. the first layer under structured column pruning
+    # (its columns are the model's input features).
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude", tuple(str(name) for name in self.exclude))
         if not isinstance(self.enabled, bool):
             raise ValueError(
                 f"enabled must be a bool, got {self.enabled!r}")
@@ -148,4 +152,5 @@ class PruningConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain TOML/JSON-ready values; ``None`` values are omitted."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items() if v is not None}
