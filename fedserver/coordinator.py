@@ -105,12 +105,18 @@ class Coordinator:
         self._deadline_thread.start()
 
     def stop(self) -> None:
-        """Abandon the open step (nothing of it was persisted) and wake every waiter."""
+        """Abandon the open step (nothing of it was persisted) and wake every waiter.
+
+        Long-polls then answer WAIT; the store stays open for RPCs still in flight until
+        :meth:`close`."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._deadline_thread.is_alive():
             self._deadline_thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Release the store; call after the gRPC server has drained."""
         self.store.close()
 
     @property

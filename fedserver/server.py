@@ -41,6 +41,7 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         self.coordinator.stop()
         self.server.stop(grace).wait()
+        self.coordinator.close()
 
 
 def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
