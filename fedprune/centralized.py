@@ -41,11 +41,11 @@ import numpy as np
 
 from fedcore.datasets import DataSpec, load_test_set, union_train_set
 from fedcore.models import build_model
-from fedcore.params import get_parameters, prunable_names, set_parameters
+from fedcore.params import get_parameters, set_parameters
 from fedcore.training import TrainConfig, evaluate, train_local
 from fedserver.config import ServerConfig
 from fedserver.pruning.config import PruningConfig
-from fedserver.pruning.controller import PruningController
+from fedserver.pruning.factory import build_controller
 
 __all__ = ["CentralizedResult", "central_pruning_config", "run_centralized",
            "train_centralized"]
@@ -96,9 +96,7 @@ def train_centralized(config: ServerConfig, *, clients: int = 10, alpha: float |
     model = build_model(tc.model, seed=tc.seed)
     initial = get_parameters(model)
     pruning = central_pruning_config(config.pruning)
-    controller = (PruningController(pruning, {n: tuple(initial[n].shape)
-                                              for n in prunable_names(initial)})
-                  if pruning.enabled else None)
+    controller = build_controller(pruning, initial)
     train = union_train_set(DataSpec(source=data_source, num_partitions=clients, alpha=alpha))
     test = load_test_set(config.evaluation.test_set)
     records: list[dict[str, Any]] = []

@@ -28,13 +28,13 @@ import numpy as np
 from fedcore import config as config_io
 from fedcore.model_codec import Encoding, encode_mask_message, encode_model
 from fedcore.models import build_model
-from fedcore.params import get_parameters, prunable_names
+from fedcore.params import get_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedserver.aggregation import WeightedMean
 from fedserver.config import ServerConfig
 from fedserver.model_state import ModelState, restore_model_state, save_model_state
 from fedserver.pruning.combine import ScoreCombiner
-from fedserver.pruning.controller import PruningController
+from fedserver.pruning.factory import build_controller
 from fedserver.round_report import RoundTimer, write_report
 from fedserver.round_state import (
     Assignment,
@@ -79,7 +79,7 @@ class Coordinator:
         self.strategy = build_strategy(config.strategy)
         initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
         self.shapes = {name: tuple(a.shape) for name, a in initial.items()}
-        self.pruning = _make_pruning(config, initial)
+        self.pruning = build_controller(config.pruning, initial)
         state = restore_model_state(self.state_dir, self.store, initial, self.strategy.optimizer,
                                     self.pruning)
         self.model: ModelState = state
@@ -367,15 +367,3 @@ def config_state_dir(config: ServerConfig) -> Path:
     path = Path(config.state_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _make_pruning(config: ServerConfig, initial: Params) -> PruningController | None:
-    if not config.pruning.enabled:
-        return None
-    names = prunable_names(initial)
-    unknown = sorted(set(config.pruning.exclude) - set(names))
-    if unknown:
-        raise ValueError(f"pruning.exclude names {unknown}, which are not prunable weights of "
-                         f"{config.training.model!r} (those are {names})")
-    prunable = {n: tuple(initial[n].shape) for n in names if n not in config.pruning.exclude}
-    return PruningController(config.pruning, prunable)
