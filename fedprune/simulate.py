@@ -46,7 +46,7 @@ class SimulationSpec:
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
     """The user's config with what a local simulation must own: state dir, port, cohort."""
     rounds = base.round
-    cohort = min(rounds.clients_per_round, spec_clients) if rounds.clients_per_round else spec_clients
+    cohort = min(rounds.clients_per_round, spec_clients)
     return dataclasses.replace(
         base, state_dir=str(out / "state"),
         network=dataclasses.replace(base.network, host="127.0.0.1", port=0),

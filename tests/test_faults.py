@@ -31,6 +31,12 @@ def client_config(port: int, i: int, n: int, *, name: str = "", **data: object) 
                         backoff_initial_s=0.05, backoff_max_s=0.5, data=spec)
 
 
+def start_clients(tmp: Path, port: int, n: int) -> list:  # type: ignore[type-arg]
+    """n digits clients, partition i of n each, logging to tmp/c<i>.log."""
+    return [spawn("fedclient", write_config(tmp / f"c{i}.toml", client_config(port, i, n)),
+                  tmp / f"c{i}.log") for i in range(n)]
+
+
 def start_server(tmp: Path, *overrides: str, port: int = 0):  # type: ignore[no-untyped-def]
     config = with_port(server_config(tmp / "state", *overrides), port)
     path = write_config(tmp / "server.toml", config)
@@ -51,9 +57,7 @@ def test_sigkill_client_mid_round_completes_by_deadline(tmp_path: Path) -> None:
                                 "round.selection_timeout_s=60")
     procs = [server]
     try:
-        for i in range(2):
-            path = write_config(tmp_path / f"c{i}.toml", client_config(port, i, 2))
-            procs.append(spawn("fedclient", path, tmp_path / f"c{i}.log"))
+        procs += start_clients(tmp_path, port, 2)
         # The victim has more local data, so it is still training when it is killed.
         victim_cfg = client_config(port, 0, 1, name="client-2", source="synthetic",
                                    synthetic_samples=20000)
@@ -84,9 +88,7 @@ def test_sigkill_coordinator_resumes_from_last_completed_round(tmp_path: Path) -
     server, port = start_server(tmp_path, *args)
     clients = []
     try:
-        for i in range(3):
-            path = write_config(tmp_path / f"c{i}.toml", client_config(port, i, 3))
-            clients.append(spawn("fedclient", path, tmp_path / f"c{i}.log"))
+        clients = start_clients(tmp_path, port, 3)
         state = tmp_path / "state"
         wait_for(lambda: len(rounds_in(state)) >= 2, 120, "two rounds", interval=0.02)
         server.send_signal(signal.SIGKILL)
@@ -114,9 +116,7 @@ def test_sigterm_stops_daemons_cleanly_and_the_run_resumes(tmp_path: Path) -> No
     server, port = start_server(tmp_path, *args)
     clients = []
     try:
-        for i in range(2):
-            path = write_config(tmp_path / f"c{i}.toml", client_config(port, i, 2))
-            clients.append(spawn("fedclient", path, tmp_path / f"c{i}.log"))
+        clients = start_clients(tmp_path, port, 2)
         state = tmp_path / "state"
         wait_for(lambda: len(rounds_in(state)) >= 2, 120, "two rounds")
         started = time.monotonic()
