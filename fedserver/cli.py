@@ -21,7 +21,7 @@ CLI = ConfigCli(
         "state_dir": "state_dir", "host": "network.host", "port": "network.port",
         "rounds": "round.rounds", "clients_per_round": "round.clients_per_round",
         "min_clients": "round.min_clients", "deadline_s": "round.deadline_s",
-        "strategy": "strategy.name", "model": "training.model", "log_level": "log_level",
+        "preset": "aggregation.preset", "model": "training.model", "log_level": "log_level",
     })
 
 

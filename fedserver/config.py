@@ -1,7 +1,8 @@
 """Coordinator configuration: one frozen dataclass tree, loaded by ``fedcore.config``.
 
 Defaults are workload W1 (BENCHMARK.md): 10 clients, 30 rounds, 2 local epochs of SGD
-(lr 0.05, momentum 0.9, batch 32), FedAvg, float32 on the wire. Every section validates
+(lr 0.05, momentum 0.9, batch 32), FedAvg, float32 on the wire.
+Cross-section rules (impossible combinations) live with the presets. Every section validates
 itself and names the bad key.
 """
 
@@ -85,7 +86,8 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    name: str = "fedavg"  # fedavg | fedprox | fedadam | fedyogi
+    """The numbers of the server optimizer and the client objective (the preset picks which)."""
+
     proximal_mu: float = 0.01  # fedprox only
     server_learning_rate: float = 0.0  # 0: the preset's default (1.0 SGD, 0.01 adaptive)
     beta1: float = 0.9
@@ -93,13 +95,28 @@ class StrategyConfig:
     tau: float = 1e-3
 
     def __post_init__(self) -> None:
-        from fedserver.strategy import STRATEGY_PRESETS
-
-        _check(self.name in STRATEGY_PRESETS, "name", f"must be one of {sorted(STRATEGY_PRESETS)}")
         _check(self.proximal_mu >= 0, "proximal_mu", "must be >= 0")
         _check(self.server_learning_rate >= 0, "server_learning_rate", "must be >= 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
         _check(self.tau > 0, "tau", "must be > 0")
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    """Which round program runs (``preset``) and how claimed example counts become weights."""
+
+    preset: str = "fedavg"  # see fedserver.presets.PRESETS
+    weighting: str = "examples"  # examples | sqrt | uniform
+    weight_cap: float = 4.0  # x the population's median claimed examples (0: no cap)
+
+    def __post_init__(self) -> None:
+        from fedserver.aggregators.weighting import WEIGHTINGS
+        from fedserver.presets import PRESETS
+
+        _check(self.preset in PRESETS, "preset", f"must be one of {sorted(PRESETS)}")
+        _check(self.weighting in WEIGHTINGS, "weighting", f"must be one of {sorted(WEIGHTINGS)}")
+        _check(self.weight_cap >= 0 and self.weight_cap != float("inf"), "weight_cap",
+               "must be finite and >= 0")
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,7 @@ class ServerConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     round: RoundConfig = field(default_factory=RoundConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     wire: WireConfig = field(default_factory=WireConfig)
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(shared_token="fedprune-local"))
@@ -152,3 +170,6 @@ class ServerConfig:
         _check(self.log_format in ("text", "json"), "log_format", "must be text or json")
         _check(self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "log_level",
                "must be DEBUG, INFO, WARNING or ERROR")
+        from fedserver.presets import check_combination
+
+        check_combination(self)

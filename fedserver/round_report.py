@@ -6,7 +6,10 @@ The time split of a round, all in seconds:
 * ``transfer``: the largest pull + push time among accepted clients;
 * ``aggregation``: coordinator time spent decoding, folding, stepping, evaluating, saving;
 * ``waiting``: the rest (selection, stragglers, scheduling);
-* ``overhead``: ``wall - training``, what the coordinator and the network add per round.
+* ``overhead``: ``wall - training``, what the coordinator and the network add per round;
+* ``close``: the round close under the coordinator's lock (aggregate, transforms including
+  server evaluation, checkpoint write and fsync, round record), during which check-ins and
+  pushes wait.
 Bytes are the serialized sizes of every request and response message, per direction.
 """
 
@@ -36,12 +39,15 @@ class RoundTimer:
     def to_unix(self, t: float) -> float:
         return time.time() - (self._clock() - t)
 
-    def round_record(self, closed: ClosedStep, *, version: int, mask_id: str,
-                     accepted: Mapping[str, Mapping[str, float]], server_seconds: float,
-                     bytes_up: int, bytes_down: int, metrics: dict[str, float]) -> RoundRecord:
+    def round_record(self, closed: ClosedStep, *, succeeded: bool, reason: str, version: int,
+                     mask_id: str, accepted: Mapping[str, Mapping[str, float]],
+                     opened_at: float, server_seconds: float, close_seconds: float,
+                     bytes_up: int, bytes_down: int,
+                     metrics: dict[str, float], measurements: dict[str, Any]) -> RoundRecord:
+        """``opened_at``: when the round's first phase opened (a plan may have several)."""
         step = closed.step
         now = self._clock()
-        wall = now - step.opened_at
+        wall = now - opened_at
         training = max((m.get("train_seconds", 0.0) for m in accepted.values()), default=0.0)
         transfer = max((m.get("pull_seconds", 0.0) + m.get("push_seconds", 0.0)
                         for m in accepted.values()), default=0.0)
@@ -50,17 +56,32 @@ class RoundTimer:
             "aggregation": server_seconds,
             "waiting": max(0.0, wall - training - transfer - server_seconds),
             "selection": (step.selected_at or now) - step.opened_at,
+            "close": close_seconds,
             "overhead": wall - training,
         }
         losses = [m["train_loss"] for m in accepted.values() if "train_loss" in m]
         if losses:
             metrics = {**metrics, "train_loss": sum(losses) / len(losses)}
         return RoundRecord(
-            round=step.round, status="completed" if closed.succeeded else "failed",
-            reason=closed.reason, version=version, mask_id=mask_id,
-            started=self.to_unix(step.opened_at), closed=self.to_unix(now),
+            round=step.round, status="completed" if succeeded else "failed",
+            reason=reason, version=version, mask_id=mask_id,
+            started=self.to_unix(opened_at), closed=self.to_unix(now),
             selected=len(step.selected), accepted=len(accepted), bytes_up=bytes_up,
-            bytes_down=bytes_down, timings=timings, metrics=metrics, clients=sorted(accepted))
+            bytes_down=bytes_down, timings=timings, metrics=metrics, clients=sorted(accepted),
+            client_metrics={c: dict(m) for c, m in accepted.items()},
+            measurements=_json_ready(measurements))
+
+
+def _json_ready(tree: Any) -> Any:
+    """Measurements as JSON values (numpy scalars become floats, arrays are dropped)."""
+    if isinstance(tree, Mapping):
+        return {str(k): _json_ready(v) for k, v in tree.items() if not hasattr(v, "shape")
+                or getattr(v, "shape", None) == ()}
+    if isinstance(tree, (list, tuple)):
+        return [_json_ready(v) for v in tree]
+    if hasattr(tree, "item"):
+        return tree.item()
+    return tree
 
 
 def build_report(store: RunStore, *, finished: bool) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""The round state machine: who gets which task, when a step closes, and why.
+"""The round state machine: who gets which task, when a phase closes, and why.
 
 Plain Python with an injected clock, so unit tests drive it with a fake clock and no
-network. A run is a sequence of *steps*: a TRAIN step per round, optionally followed by an
-EVALUATE step. A step goes through selection (clients that are waiting in a ``Round``
-long-poll are sampled), collection (each selected client gets one task; results arrive),
-and closing (enough results, or the deadline). The coordinator reacts to a closed step
-(aggregates, evaluates, checkpoints) and then calls :meth:`start_next`.
+network. A run is a sequence of rounds, each a plan of phases
+(:class:`fedserver.round_plan.RoundPlan`); a *step* is one phase of one round. A step goes
+through selection (a ``sample`` cohort draws from the clients waiting in a ``Round``
+long-poll; a ``survivors`` cohort is the previous phase's contributors), collection (each
+selected client gets one task; results arrive), and closing (enough results, or the
+deadline). The coordinator reacts to a closed step and then calls :meth:`start_next`; a
+failed phase ends its round. ``ClosedStep.ends_round`` tells the coordinator when the
+round's aggregate is due (the model changes only after the last phase).
 
 Invariants:
 * Only clients waiting right now are selected, so a client that died is not picked again.
@@ -25,16 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fedserver.config import RoundConfig
-
-
-class StepKind(enum.Enum):
-    TRAIN = "train"
-    EVALUATE = "evaluate"
+from fedserver.round_plan import Phase, PhaseKind, RoundPlan
 
 
 @dataclass(frozen=True)
 class Assignment:
-    kind: StepKind
+    kind: PhaseKind
     task_id: str
     round: int
     version: int
@@ -71,18 +70,28 @@ class Rejection(Exception):
 
 @dataclass
 class Step:
-    kind: StepKind
+    phase: Phase
+    index: int  # position of the phase in its round's plan
     round: int
     version: int
     mask_id: str
     opened_at: float
-    target: int
-    quorum: int
-    deadline_s: float
-    selected: tuple[str, ...] = ()
+    selected: frozenset[str] = frozenset()
     selected_at: float | None = None
     deadline: float | None = None
     results: dict[str, bytes] = field(default_factory=dict)  # client -> digest
+
+    @property
+    def kind(self) -> PhaseKind:
+        return self.phase.kind
+
+    @property
+    def target(self) -> int:
+        return self.phase.target
+
+    @property
+    def quorum(self) -> int:
+        return self.phase.quorum
 
     def task_id(self, run_id: str, client_id: str) -> str:
         return f"{run_id}/r{self.round}/{self.kind.value}/{client_id}"
@@ -94,20 +103,23 @@ class ClosedStep:
     closed_at: float
     succeeded: bool
     reason: str
+    ends_round: bool  # last phase of its round, or a failed one
 
 
 class RoundStateMachine:
     def __init__(self, config: RoundConfig, *, run_id: str, first_round: int, version: int,
-                 mask_id: str = "", clock: Callable[[], float]) -> None:
+                 mask_id: str = "", clock: Callable[[], float],
+                 plan: RoundPlan | None = None) -> None:
         self.config = config
+        self.plan = plan if plan is not None else RoundPlan(config)
         self.run_id = run_id
         self._clock = clock
         self._waiting: set[str] = set()
         # The last closed step's task ids -> (round, accepted digest or None), so a retried
         # push whose ack was lost is still a duplicate, and anything else for it is late.
         self._closed_tasks: dict[str, tuple[int, bytes | None]] = {}
-        self.finished = first_round > config.rounds
-        self.step = self._new_step(StepKind.TRAIN, first_round, version, mask_id)
+        self.finished = first_round > self.plan.last_round
+        self.step = self._new_step(first_round, 0, version, mask_id, survivors=frozenset())
 
     # -- availability -------------------------------------------------------------------
     def client_waiting(self, client_id: str) -> None:
@@ -129,6 +141,10 @@ class RoundStateMachine:
                               step.version, step.mask_id, step.deadline)
         return Wait(retry_after_s=0.0)
 
+    def _select(self, step: Step, clients: frozenset[str]) -> None:
+        step.selected, step.selected_at = clients, self._clock()
+        step.deadline = step.selected_at + step.phase.deadline_s
+
     def _try_select(self) -> None:
         step, now = self.step, self._clock()
         wanted = min(math.ceil(step.target * (1 + self.config.over_selection)), len(self._waiting))
@@ -137,12 +153,10 @@ class RoundStateMachine:
                 timed_out and wanted >= step.quorum):
             return
         rng = random.Random(f"{self.run_id}/{self.config.seed}/{step.round}/{step.kind.value}")
-        step.selected = tuple(sorted(rng.sample(sorted(self._waiting), wanted)))
-        step.selected_at = now
-        step.deadline = now + step.deadline_s
+        self._select(step, frozenset(rng.sample(sorted(self._waiting), wanted)))
 
     # -- results ------------------------------------------------------------------------
-    def check_result(self, client_id: str, task_id: str, *, kind: StepKind, round: int,
+    def check_result(self, client_id: str, task_id: str, *, kind: PhaseKind, round: int,
                      version: int | None, mask_id: str | None, digest: bytes) -> bool:
         """Validate a result; True if new, False if an identical duplicate. Raises Rejection."""
         step = self.step
@@ -152,7 +166,8 @@ class RoundStateMachine:
                 if accepted == digest:
                     return False
                 raise Rejection(RejectReason.LATE, f"round {closed_round} closed")
-            if any(task_id == step.task_id(self.run_id, c) for c in step.selected):
+            prefix = step.task_id(self.run_id, "")
+            if task_id.startswith(prefix) and task_id[len(prefix):] in step.selected:
                 raise Rejection(RejectReason.NOT_YOUR_TASK, task_id)
             raise Rejection(RejectReason.UNKNOWN_TASK, task_id)
         if client_id in step.results:
@@ -164,7 +179,7 @@ class RoundStateMachine:
             raise Rejection(RejectReason.LATE, f"deadline of round {step.round} passed")
         return True
 
-    def _check_fields(self, *, kind: StepKind, round: int, version: int | None,
+    def _check_fields(self, *, kind: PhaseKind, round: int, version: int | None,
                       mask_id: str | None) -> None:
         step = self.step
         if kind is not step.kind:
@@ -202,18 +217,19 @@ class RoundStateMachine:
         step = self.step
         self._closed_tasks = {step.task_id(self.run_id, c): (step.round, step.results.get(c))
                               for c in step.selected}
-        return ClosedStep(step, self._clock(), succeeded, reason)
+        last = step.index == len(self.plan.phases(step.round)) - 1
+        return ClosedStep(step, self._clock(), succeeded, reason,
+                          ends_round=last or (not succeeded and step.phase.required))
 
-    def upcoming(self, closed: ClosedStep) -> tuple[StepKind, int] | None:
-        """The (kind, round) of the step that follows ``closed``; None when the run ends."""
+    def upcoming(self, closed: ClosedStep) -> tuple[int, int] | None:
+        """The (round, phase index) of the step after ``closed``; None when the run ends."""
         rnd = closed.step.round
-        every = self.config.federated_eval_every
-        if (closed.step.kind is StepKind.TRAIN and closed.succeeded and every
-                and rnd % every == 0):
-            return StepKind.EVALUATE, rnd
-        if rnd >= self.config.rounds:
-            return None
-        return StepKind.TRAIN, rnd + 1
+        if not closed.ends_round:
+            return rnd, closed.step.index + 1
+        for nxt in range(rnd + 1, self.plan.last_round + 1):
+            if self.plan.phases(nxt):
+                return nxt, 0
+        return None
 
     def start_next(self, closed: ClosedStep, *, version: int, mask_id: str) -> None:
         """Open the step after ``closed`` (see :meth:`upcoming`), or finish the run."""
@@ -221,15 +237,20 @@ class RoundStateMachine:
         if upcoming is None:
             self.finished = True
         else:
-            self.step = self._new_step(upcoming[0], upcoming[1], version, mask_id)
+            self.step = self._new_step(*upcoming, version, mask_id,
+                                       survivors=frozenset(closed.step.results))
 
-    def _new_step(self, kind: StepKind, rnd: int, version: int, mask_id: str) -> Step:
-        cfg = self.config
-        train = kind is StepKind.TRAIN
-        return Step(kind=kind, round=rnd, version=version, mask_id=mask_id,
-                    opened_at=self._clock(), target=cfg.clients_per_round,
-                    quorum=cfg.min_clients if train else 1,
-                    deadline_s=cfg.deadline_s if train else cfg.eval_deadline_s)
+    def _new_step(self, rnd: int, index: int, version: int, mask_id: str, *,
+                  survivors: frozenset[str]) -> Step:
+        phases = self.plan.phases(rnd)
+        if not phases:  # a restart past the plan's end: nothing left to run
+            phases = (Phase(PhaseKind.TRAIN, 1, 1, 1.0),)
+        phase = phases[min(index, len(phases) - 1)]
+        step = Step(phase=phase, index=index, round=rnd, version=version, mask_id=mask_id,
+                    opened_at=self._clock())
+        if phase.cohort == "survivors":
+            self._select(step, survivors)
+        return step
 
     def next_deadline(self) -> float | None:
         """The next clock time at which :meth:`close_if_due` may act without new input."""

@@ -65,11 +65,7 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None) -> R
                                     test_set=config.evaluation.test_set,
                                     batch_size=config.evaluation.batch_size)
     coordinator = Coordinator(config, evaluator=evaluator)  # type: ignore[arg-type]
-    pruning = coordinator.pruning
-    tasks = TaskFactory(config, coordinator.strategy, run_id=coordinator.run_id,
-                        wants_scores=(pruning.wants_client_scores if pruning else lambda r: False),
-                        score_granularity=pruning.score_granularities() if pruning else {},
-                        clock=coordinator.clock)
+    tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
                          options=_grpc_options(config),
                          maximum_concurrent_rpcs=config.network.max_concurrent_rpcs)

@@ -39,6 +39,9 @@ class ServerSGD:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         _check_state(self.name, state, ())
 
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
 
 class ServerAdam:
     """Adam on the pseudo-gradient; ``tau`` is the adaptivity (epsilon) term."""
@@ -77,6 +80,10 @@ class ServerAdam:
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "m": dict(self.m), "v": dict(self.v)}
 
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "learning_rate": self.learning_rate, "beta1": self.beta1,
+                "beta2": self.beta2, "tau": self.tau}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         _check_state(self.name, state, ("m", "v"))
         self.m = {k: np.asarray(a, dtype=np.float32) for k, a in state["m"].items()}
@@ -99,3 +106,6 @@ def _check_state(name: str, state: Mapping[str, Any], keys: tuple[str, ...]) -> 
     missing = [k for k in keys if k not in state]
     if missing:
         raise ValueError(f"{name} optimizer state lacks keys {missing}")
+
+
+ServerOptimizer = ServerSGD | ServerAdam

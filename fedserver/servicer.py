@@ -2,7 +2,8 @@
 
 Every handler runs inside :func:`fedserver.status.abort_on_error`, so domain errors become
 precise status codes in one place. Bytes are counted from the serialized size of every
-request and response message, attributed to the round of the task they belong to.
+request and response message, attributed to the round of the task they belong to, and
+only once that task was validated (a client cannot inflate the tally of a round it names).
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         with abort_on_error(context):
             client = self._client(context)
             context.add_callback(self._coord.wake)
-            decision = self._coord.check_in(client, num_examples=request.num_examples,
-                                            max_wait_s=request.max_wait_ms / 1000,
-                                            is_active=context.is_active)
-            task = self._tasks.build(decision)
+            decision, instructions = self._coord.check_in(
+                client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000,
+                is_active=context.is_active)
+            task = self._tasks.build(decision, instructions)
             rnd = decision.round if isinstance(decision, Assignment) else self._coord.current_round()
             self._coord.add_bytes(rnd, up=request.ByteSize(), down=task.ByteSize())
             return task
@@ -69,8 +70,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 raise StreamError("the first UpdateChunk must carry the header")
             header = first.header
             _check_metrics(header.metrics)
+            ticket = self._coord.begin_push(client, header)  # validates the task first
             self._coord.add_bytes(header.round, up=first.ByteSize())
-            ticket = self._coord.begin_push(client, header)
             if ticket is None:
                 return cpb.PushAck(accepted=True, duplicate=True, round=header.round)
             assembler = PayloadAssembler(header.stream, max_bytes=self._max_payload)
@@ -90,8 +91,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                          context: grpc.ServicerContext) -> cpb.PushAck:
         with abort_on_error(context):
             client = self._client(context)
+            new = self._coord.report_evaluation(client, request)  # validates the task first
             self._coord.add_bytes(request.round, up=request.ByteSize())
-            new = self._coord.report_evaluation(client, request)
             return cpb.PushAck(accepted=True, duplicate=not new, round=request.round)
         raise AssertionError("unreachable")
 

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS rounds (
     version INTEGER NOT NULL, mask_id TEXT NOT NULL, started REAL NOT NULL, closed REAL NOT NULL,
     selected INTEGER NOT NULL, accepted INTEGER NOT NULL,
     bytes_up INTEGER NOT NULL, bytes_down INTEGER NOT NULL,
-    timings TEXT NOT NULL, metrics TEXT NOT NULL, clients TEXT NOT NULL);
+    timings TEXT NOT NULL, metrics TEXT NOT NULL, clients TEXT NOT NULL,
+    client_metrics TEXT NOT NULL DEFAULT '{}', measurements TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS clients (
     client_id TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
     num_examples INTEGER NOT NULL, updates INTEGER NOT NULL DEFAULT 0);
@@ -48,6 +49,8 @@ class RoundRecord:
     timings: dict[str, float]
     metrics: dict[str, float]
     clients: list[str]
+    client_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    measurements: dict[str, Any] = field(default_factory=dict)  # nested by role
 
 
 class RunStore:
@@ -61,6 +64,11 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(rounds)")}
+            for column in ("client_metrics", "measurements"):  # stores written before v2
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE rounds ADD COLUMN {column} TEXT NOT NULL "
+                                     "DEFAULT '{}'")
 
     def close(self) -> None:
         with self._lock:
@@ -98,10 +106,11 @@ class RunStore:
         return json.loads(row[0]) if row else default
 
     def record_round(self, rec: RoundRecord, *, checkpoint: str | None = None) -> None:
-        stmts = [("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+        stmts = [("INSERT OR REPLACE INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
             rec.round, rec.status, rec.reason, rec.version, rec.mask_id, rec.started, rec.closed,
             rec.selected, rec.accepted, rec.bytes_up, rec.bytes_down, json.dumps(rec.timings),
-            json.dumps(rec.metrics), json.dumps(rec.clients)))]
+            json.dumps(rec.metrics), json.dumps(rec.clients), json.dumps(rec.client_metrics),
+            json.dumps(rec.measurements)))]
         stmts += [("UPDATE clients SET updates = updates + 1 WHERE client_id = ?", (c,))
                   for c in rec.clients]
         stmts.append(("INSERT OR REPLACE INTO state VALUES ('last_round', ?)", (str(rec.round),)))
@@ -110,12 +119,22 @@ class RunStore:
                           (json.dumps(checkpoint),)))
         self._tx(stmts)
 
-    def update_round_metrics(self, round_: int, metrics: dict[str, float]) -> None:
-        row = self._one("SELECT metrics FROM rounds WHERE round = ?", (round_,))
+    def update_round_metrics(self, round_: int, metrics: dict[str, float],
+                             client_metrics: dict[str, dict[str, float]] | None = None) -> None:
+        """Merge metrics (and per-client metrics) into a recorded round, e.g. evaluation."""
+        row = self._one("SELECT metrics, client_metrics FROM rounds WHERE round = ?", (round_,))
         if row is None:
             return
         merged = {**json.loads(row[0]), **metrics}
-        self._tx([("UPDATE rounds SET metrics = ? WHERE round = ?", (json.dumps(merged), round_))])
+        clients = json.loads(row[1])
+        for client, values in (client_metrics or {}).items():
+            clients[client] = {**clients.get(client, {}), **values}
+        self._tx([("UPDATE rounds SET metrics = ?, client_metrics = ? WHERE round = ?",
+                   (json.dumps(merged), json.dumps(clients), round_))])
+
+    def last_completed_round(self) -> int:
+        row = self._one("SELECT MAX(round) FROM rounds WHERE status = 'completed'")
+        return int(row[0]) if row and row[0] is not None else 0
 
     def touch_client(self, client_id: str, num_examples: int) -> None:
         now = time.time()
@@ -126,8 +145,7 @@ class RunStore:
     def rounds(self) -> list[RoundRecord]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM rounds ORDER BY round").fetchall()
-        return [RoundRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10],
-                            json.loads(r[11]), json.loads(r[12]), json.loads(r[13])) for r in rows]
+        return [RoundRecord(*r[:11], *(json.loads(x) for x in r[11:16])) for r in rows]
 
     def run_info(self) -> tuple[str, float, dict[str, Any]] | None:
         row = self._one("SELECT run_id, created, config FROM runs ORDER BY created LIMIT 1")

@@ -28,7 +28,7 @@ def test_precedence_toml_env_flags(tmp_path: Path) -> None:
     ("round.rounds=2.5", "config key 'round.rounds': expected int"),
     ("round.min_clients=99", "min_clients"),
     ("wire.uplink=int3", "uplink"),
-    ("strategy.name=fedmagic", "name"),
+    ("aggregation.preset=fedmagic", "preset"),
     ("pruning.target_sparsity=1.5", "target_sparsity"),
     ("wire.zstd=maybe", "config key 'wire.zstd': expected bool"),
     ("round=3", "expected a table"),

@@ -39,9 +39,9 @@ def test_simulation_trains_and_writes_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("overrides", [
-    ("strategy.name=fedprox", "strategy.proximal_mu=0.05", "wire.uplink=int8",
+    ("aggregation.preset=fedprox", "strategy.proximal_mu=0.05", "wire.uplink=int8",
      "wire.downlink=fp16"),
-    ("strategy.name=fedyogi", "wire.uplink=clustered", "wire.clusters=32",
+    ("aggregation.preset=fedyogi", "wire.uplink=clustered", "wire.clusters=32",
      "wire.downlink=bf16"),
 ])
 def test_strategies_and_codecs_end_to_end(tmp_path: Path, overrides: tuple[str, ...]) -> None:

@@ -16,6 +16,7 @@ from fedprune.shrink import shrink_sequential
 from fedserver.model_state import ModelState, save_model_state
 from fedserver.server_optimizers import ServerSGD
 from fedserver.store import RoundRecord, RunStore
+from fedserver.transforms.optimizer_step import OptimizerStep
 
 
 def pruned_mlp(column_sparsity: float = 0.5) -> dict[str, np.ndarray]:
@@ -33,7 +34,8 @@ def make_state(tmp: Path, params: dict[str, np.ndarray]) -> Path:
     state = tmp / "state"
     store = RunStore(state / "fedprune.sqlite")
     store.ensure_run("run", {"training": {"model": "mlp"}})
-    name = save_model_state(state, 1, ModelState(params, 1), ServerSGD(), None, "run")
+    name = save_model_state(state, 1, ModelState(params, 1),
+                            {"optimizer": OptimizerStep(ServerSGD())}, "run")
     store.record_round(RoundRecord(1, "completed", "", 1, "", 0, 1, 1, 1, 0, 0, {}, {}, []),
                        checkpoint=name)
     store.close()

@@ -110,7 +110,7 @@ def _final_checkpoint(out: Path) -> tuple[dict, dict]:  # type: ignore[type-arg]
 @pytest.mark.slow
 def test_server_mask_run_keeps_pruned_weights_zero_under_fedadam(tmp_path: Path) -> None:
     """FedAdam's moments, client momentum and weight decay must not revive pruned weights."""
-    report, out = _run(tmp_path, "round.rounds=6", "strategy.name=fedadam",
+    report, out = _run(tmp_path, "round.rounds=6", "aggregation.preset=fedadam",
                        "training.weight_decay=0.001", "pruning.enabled=true",
                        "pruning.schedule=step", "pruning.end_round=3",
                        "pruning.target_sparsity=0.8", "wire.uplink=int8")

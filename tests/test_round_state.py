@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fedserver.config import RoundConfig
+from fedserver.round_plan import PhaseKind
 from fedserver.round_state import (
     Assignment,
     Rejection,
     RejectReason,
     RoundStateMachine,
     Shutdown,
-    StepKind,
     Wait,
 )
 
@@ -39,7 +39,7 @@ def wait_all(sm: RoundStateMachine, clients: list[str]) -> dict[str, object]:
 
 def push(sm: RoundStateMachine, client: str, *, digest: bytes = b"d", **kw: object) -> bool:
     step = sm.step
-    args = {"kind": StepKind.TRAIN, "round": step.round, "version": step.version,
+    args = {"kind": PhaseKind.TRAIN, "round": step.round, "version": step.version,
             "mask_id": step.mask_id, **kw}
     new = sm.check_result(client, step.task_id("run", client), digest=digest, **args)  # type: ignore[arg-type]
     if new:
@@ -64,7 +64,7 @@ def test_selection_timeout_starts_with_quorum() -> None:
     assert sm.next_deadline() == 1010.0
     clock.now = 1010.0
     assert sm.close_if_due() is None
-    assert sm.step.selected == ("a", "b")
+    assert sm.step.selected == {"a", "b"}
 
 
 def test_round_closes_when_all_results_in_and_next_opens() -> None:
@@ -100,17 +100,17 @@ def test_rejections_name_the_reason() -> None:
     sm, clock = make()
     wait_all(sm, ["a", "b", "c"])
     with pytest.raises(Rejection) as exc:
-        sm.check_result("a", "nope", kind=StepKind.TRAIN, round=1, version=0, mask_id="",
+        sm.check_result("a", "nope", kind=PhaseKind.TRAIN, round=1, version=0, mask_id="",
                         digest=b"x")
     assert exc.value.reason is RejectReason.UNKNOWN_TASK
     with pytest.raises(Rejection) as exc:
-        sm.check_result("a", sm.step.task_id("run", "b"), kind=StepKind.TRAIN, round=1,
+        sm.check_result("a", sm.step.task_id("run", "b"), kind=PhaseKind.TRAIN, round=1,
                         version=0, mask_id="", digest=b"x")
     assert exc.value.reason is RejectReason.NOT_YOUR_TASK
     for kw, reason in [({"version": 7}, RejectReason.STALE_VERSION),
                        ({"round": 2}, RejectReason.WRONG_ROUND),
                        ({"mask_id": "m1"}, RejectReason.WRONG_MASK),
-                       ({"kind": StepKind.EVALUATE}, RejectReason.WRONG_KIND)]:
+                       ({"kind": PhaseKind.EVALUATE}, RejectReason.WRONG_KIND)]:
         with pytest.raises(Rejection) as exc:
             push(sm, "a", **kw)
         assert exc.value.reason is reason
@@ -137,7 +137,7 @@ def test_push_after_close_is_late() -> None:
     assert closed is not None
     sm.start_next(closed, version=1, mask_id="")
     with pytest.raises(Rejection) as exc:
-        sm.check_result("c", old_task, kind=StepKind.TRAIN, round=1, version=0, mask_id="",
+        sm.check_result("c", old_task, kind=PhaseKind.TRAIN, round=1, version=0, mask_id="",
                         digest=b"z")
     assert exc.value.reason is RejectReason.LATE
 
@@ -170,16 +170,17 @@ def test_evaluation_step_and_shutdown() -> None:
     closed = sm.close_if_due()
     assert closed is not None
     sm.start_next(closed, version=1, mask_id="")
-    assert sm.step.kind is StepKind.EVALUATE and sm.step.round == 1
+    # the final model is evaluated in an evaluation-only round R + 1
+    assert sm.step.kind is PhaseKind.EVALUATE and sm.step.round == 2 and sm.step.version == 1
     decisions = wait_all(sm, ["a", "b"])
-    assert all(isinstance(d, Assignment) and d.kind is StepKind.EVALUATE
+    assert all(isinstance(d, Assignment) and d.kind is PhaseKind.EVALUATE
                for d in decisions.values())
     for c in "ab":
-        assert sm.check_result(c, sm.step.task_id("run", c), kind=StepKind.EVALUATE, round=1,
+        assert sm.check_result(c, sm.step.task_id("run", c), kind=PhaseKind.EVALUATE, round=2,
                                version=None, mask_id=None, digest=b"e")
         sm.record_result(c, b"e")
     closed = sm.close_if_due()
-    assert closed is not None
+    assert closed is not None and closed.ends_round
     sm.start_next(closed, version=1, mask_id="")
     assert sm.finished and isinstance(sm.poll("a"), Shutdown)
     assert sm.next_deadline() is None
@@ -193,3 +194,56 @@ def test_resume_at_later_round() -> None:
     done = RoundStateMachine(RoundConfig(rounds=5), run_id="r", first_round=6, version=5,
                              clock=clock)
     assert done.finished
+
+
+def test_evaluate_phase_precedes_training_and_only_required_failures_end_round() -> None:
+    sm, clock = make(rounds=3, federated_eval_every=1, clients_per_round=2, min_clients=2)
+    assert [p.kind for p in sm.plan.phases(2)] == [PhaseKind.EVALUATE, PhaseKind.TRAIN]
+    wait_all(sm, ["a", "b"])
+    push(sm, "a")
+    push(sm, "b")
+    closed = sm.close_if_due()
+    assert closed is not None and closed.ends_round  # round 1 has no evaluation phase
+    sm.start_next(closed, version=1, mask_id="")
+    assert (sm.step.round, sm.step.kind) == (2, PhaseKind.EVALUATE)
+    wait_all(sm, ["a", "b"])
+    clock.now += 31  # nobody reports: evaluation is optional, so round 2 goes on to TRAIN
+    closed = sm.close_if_due()
+    assert closed is not None and not closed.succeeded and not closed.ends_round
+    sm.start_next(closed, version=1, mask_id="")
+    assert (sm.step.round, sm.step.kind) == (2, PhaseKind.TRAIN)
+    wait_all(sm, ["a", "b"])
+    clock.now += 31  # a failed TRAIN phase ends the round
+    closed = sm.close_if_due()
+    assert closed is not None and not closed.succeeded and closed.ends_round
+    sm.start_next(closed, version=1, mask_id="")
+    assert (sm.step.round, sm.step.kind) == (3, PhaseKind.EVALUATE)
+
+
+def test_survivors_cohort_is_the_previous_phase_contributors() -> None:
+    from fedserver.round_plan import Phase, RoundPlan
+
+    class TwoPhase(RoundPlan):
+        def phases(self, round: int) -> tuple[Phase, ...]:
+            if not 1 <= round <= self.config.rounds:
+                return ()
+            return (Phase(PhaseKind.EVALUATE, target=3, quorum=1, deadline_s=10),
+                    Phase(PhaseKind.TRAIN, target=3, quorum=1, deadline_s=10,
+                          cohort="survivors"))
+
+    clock = FakeClock()
+    cfg = RoundConfig(rounds=1, clients_per_round=3, min_clients=1, selection_timeout_s=10)
+    sm = RoundStateMachine(cfg, run_id="run", first_round=1, version=0, clock=clock,
+                           plan=TwoPhase(cfg))
+    wait_all(sm, ["a", "b", "c"])
+    for c in "ab":
+        assert sm.check_result(c, sm.step.task_id("run", c), kind=PhaseKind.EVALUATE, round=1,
+                               version=None, mask_id=None, digest=b"e")
+        sm.record_result(c, b"e")
+    clock.now += 11
+    closed = sm.close_if_due()
+    assert closed is not None and closed.succeeded and not closed.ends_round
+    sm.start_next(closed, version=0, mask_id="")
+    assert sm.step.kind is PhaseKind.TRAIN and sm.step.selected == {"a", "b"}
+    assert sm.step.deadline == clock.now + 10  # selected at once, nobody waits for sampling
+    assert isinstance(sm.poll("c"), Wait)

@@ -11,24 +11,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fedcore import config as config_io
-from fedserver.aggregation import WeightedMean
-from fedserver.config import StrategyConfig
+from fedserver.config import AggregationConfig, ServerConfig
+from fedserver.presets import PRESETS, build_program
 from fedserver.server_optimizers import ServerAdam, ServerSGD, ServerYogi
-from fedserver.strategy import STRATEGY_PRESETS, build_strategy
 from tests.helpers import running_server, server_config
-
-
-def test_weighted_mean_known_answer_and_validation() -> None:
-    mean = WeightedMean({"w": (2,)})
-    assert mean.result() is None
-    mean.add({"w": np.array([1.0, 2.0], dtype=np.float32)}, 1.0)
-    mean.add({"w": np.array([4.0, 8.0], dtype=np.float32)}, 2.0)
-    np.testing.assert_allclose(mean.result()["w"], [3.0, 6.0])  # type: ignore[index]
-    with pytest.raises(ValueError, match="weight"):
-        mean.add({"w": np.zeros(2, dtype=np.float32)}, 0.0)
-    with pytest.raises(ValueError, match="differ"):
-        mean.add({"v": np.zeros(2, dtype=np.float32)}, 1.0)
-    assert mean.count == 2
 
 
 def test_sgd_is_fedavg() -> None:
@@ -67,11 +53,14 @@ def test_masks_clear_adaptive_moments_and_state_round_trips() -> None:
         ServerYogi().load_state_dict(opt.state_dict())
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGY_PRESETS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets(name: str) -> None:
-    strategy = build_strategy(StrategyConfig(name=name, proximal_mu=0.1))
-    assert strategy.name == name
-    assert (strategy.proximal_mu > 0) == (name == "fedprox")
+    config = config_io.load(ServerConfig, overrides=[f"aggregation.preset={name}",
+                                                     "strategy.proximal_mu=0.1"], environ={})
+    program = build_program(config, initial={"w": np.zeros(2, np.float32)}, evaluator=None)
+    assert program.name == name
+    assert [t.name for t in program.transforms][0] == "optimizer"
+    assert (program.instructions(1).proximal_mu > 0) == (name == "fedprox")
 
 
 def test_health_and_reflection_are_served(tmp_path: Path) -> None:
@@ -89,6 +78,12 @@ def test_health_and_reflection_are_served(tmp_path: Path) -> None:
         assert "fedprune.v1.Coordinator" in names
 
 
-def test_strategy_config_rejects_unknown() -> None:
-    with pytest.raises(config_io.ConfigError, match="name"):
-        config_io.load(StrategyConfig, overrides=["name=fedfoo"], environ={})
+def test_aggregation_config_rejects_unknown_and_impossible_combinations() -> None:
+    with pytest.raises(config_io.ConfigError, match="preset"):
+        config_io.load(AggregationConfig, overrides=["preset=fedfoo"], environ={})
+    with pytest.raises(config_io.ConfigError, match="weighting"):
+        config_io.load(AggregationConfig, overrides=["weighting=votes"], environ={})
+    with pytest.raises(config_io.ConfigError,
+                       match="aggregation.preset and strategy.proximal_mu"):
+        config_io.load(ServerConfig, overrides=["aggregation.preset=fedprox",
+                                                "strategy.proximal_mu=0"], environ={})

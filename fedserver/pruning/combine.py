@@ -1,7 +1,8 @@
 """Streaming combination of client importance scores (the "client-scores" pruning scheme).
 
 Contract (``ScoreCombiner``): ``add(scores, weight)`` folds one client's per-tensor score
-arrays into running state, ``result()`` returns one combined score array per tensor (higher
+arrays into running state, ``merge(other)`` folds another combiner of the same kind (sharded
+folds), ``result()`` returns one combined score array per tensor (higher
 means more important; the mask keeps the highest), ``reset()`` forgets everything. Memory is
 O(model): one running array per tensor, never one per client. Scores are indexed by group
 (one entry per weight, row, column or channel); the expected shapes are fixed at
@@ -38,6 +39,7 @@ Shapes = Mapping[str, tuple[int, ...]]
 
 class ScoreCombiner(Protocol):
     def add(self, scores: Mapping[str, np.ndarray], weight: float) -> None: ...
+    def merge(self, other: ScoreCombiner) -> None: ...
     def result(self) -> dict[str, np.ndarray]: ...
     def reset(self) -> None: ...
 
@@ -58,6 +60,14 @@ class WeightedScoreSum:
         for name, arr in checked_scores(scores, self._shapes).items():
             self._sums[name] += weight * arr
         self._weight += weight
+
+    def merge(self, other: ScoreCombiner) -> None:
+        """Fold another combiner of the same shapes (sharded folds)."""
+        if not isinstance(other, WeightedScoreSum) or other._shapes != self._shapes:
+            raise ValueError("can only merge a WeightedScoreSum of the same shapes")
+        for name, s in other._sums.items():
+            self._sums[name] += s
+        self._weight += other._weight
 
     def result(self) -> dict[str, np.ndarray]:
         if self._weight == 0:
@@ -110,6 +120,14 @@ class TopKVote:
         self._scores.add(checked, weight)
         for name, arr in checked.items():
             self._votes[name] += _top_k_votes(arr, self._top_fraction)
+
+    def merge(self, other: ScoreCombiner) -> None:
+        """Fold another vote of the same shapes and top fraction (sharded folds)."""
+        if not isinstance(other, TopKVote) or other._top_fraction != self._top_fraction:
+            raise ValueError("can only merge a TopKVote with the same top_fraction")
+        self._scores.merge(other._scores)
+        for name, votes in other._votes.items():
+            self._votes[name] += votes
 
     def result(self) -> dict[str, np.ndarray]:
         means = self._scores.result()

@@ -1,0 +1,53 @@
+"""What clients are told for one round, merged from the program's transforms.
+
+Each transform's ``instructions(round)`` returns a partial mapping of these fields; the
+program merges them and refuses two transforms setting one field, so no instruction is
+silently overwritten. The task factory fills every ``Task`` of the round from the result,
+which is how a per-round choice (a mask, a score request, a cluster count in the uplink
+encoding) reaches clients without a line changed in the task factory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedcore.model_codec import Encoding
+
+
+@dataclass(frozen=True)
+class RoundInstructions:
+    round: int
+    encoding: Encoding  # how clients encode their update
+    mask_id: str = ""  # the mask clients train under ("" = dense)
+    masks: dict[str, np.ndarray] | None = None
+    proximal_mu: float = 0.0
+    compute_scores: bool = False
+    score_kind: str = ""
+    score_granularity: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def side_keys(self) -> frozenset[str]:
+        return frozenset({"scores"}) if self.compute_scores else frozenset()
+
+
+_FIELDS = {f.name for f in dataclasses.fields(RoundInstructions)} - {"round"}
+
+
+def merge_instructions(round: int, base: Mapping[str, Any],
+                       parts: Iterable[tuple[str, Mapping[str, Any]]]) -> RoundInstructions:
+    """``base`` (defaults any transform may override once) updated by each named part."""
+    merged, owner = dict(base), {}
+    for name, part in parts:
+        for key, value in part.items():
+            if key not in _FIELDS:
+                raise ValueError(f"transform {name!r} sets unknown instruction {key!r}")
+            if key in owner:
+                raise ValueError(f"transforms {owner[key]!r} and {name!r} both set {key!r}")
+            owner[key] = name
+            merged[key] = value
+    return RoundInstructions(round=round, **merged)

@@ -1,0 +1,1 @@
+"""Model transforms applied after aggregation; see :mod:`fedserver.transforms.base`."""
