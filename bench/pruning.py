@@ -757,7 +757,7 @@ def emulate(pruning: dict[str, Any], *, clients: int, rounds: int,
     from fedcore.datasets import DataSpec, load_client_data, load_test_set
     from fedcore.models import build_model
     from fedcore.params import get_parameters, prunable_names, set_parameters
-    from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
+    from fedcore.training import TrainConfig, evaluate, importance_scores, mask_hooks, train_local
     from fedserver.pruning.config import PruningConfig
     from fedserver.pruning.controller import PruningController
 
@@ -777,7 +777,7 @@ def emulate(pruning: dict[str, Any], *, clients: int, rounds: int,
         for ds in data:
             local = build_model("mlp")
             set_parameters(local, params)
-            res = train_local(local, ds, TrainConfig(seed=seed + t), mask=masks)
+            res = train_local(local, ds, TrainConfig(seed=seed + t), hooks=mask_hooks(local, masks))
             new = get_parameters(local)
             for n in params:
                 total[n] += (new[n] - params[n]) * res.num_examples

@@ -4,16 +4,19 @@ Every call is initiated here (pull-based protocol). Transient failures (UNAVAILA
 coordinator restart, a dropped connection) are retried with exponential backoff and
 jitter; a rejected update (late, stale, unknown task after a coordinator restart) is
 dropped and the daemon simply checks in again. ``stop()`` (SIGTERM) cancels the call in
-flight and the loop exits between steps.
+flight and the loop exits between steps. A task kind this client does not know (a newer
+coordinator) is treated as WAIT, so old clients keep polling instead of failing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -58,6 +61,12 @@ class ClientDaemon:
         self.mask_id = ""
         self.masks: dict[str, np.ndarray] | None = None
         self.rounds_done = 0
+        self._handlers: dict[int, Callable[[cpb.Task], None]] = {
+            cpb.TASK_KIND_TRAIN: self._train,
+            cpb.TASK_KIND_EVALUATE: self._evaluate,
+            cpb.TASK_KIND_WAIT: self._wait,
+        }
+        self._unknown_kinds: set[int] = set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,16 +130,22 @@ class ClientDaemon:
         return self._call(self._stub.Round, req, self.config.max_wait_ms / 1000 + 30)  # type: ignore[return-value]
 
     def _dispatch(self, task: cpb.Task) -> None:
-        if task.kind == cpb.TASK_KIND_WAIT:
-            if task.retry_after_ms:
-                self._stop.wait(task.retry_after_ms / 1000)
-        elif task.kind == cpb.TASK_KIND_TRAIN:
-            self._train(task)
-        elif task.kind == cpb.TASK_KIND_EVALUATE:
-            self._evaluate(task)
-        else:
-            log.warning("ignoring task kind %d this client does not know", task.kind)
-            self._stop.wait(1.0)
+        """Run the task's handler; SHUTDOWN never gets here (``run`` ends on it)."""
+        self._handlers.get(task.kind, self._unknown)(task)
+
+    def _wait(self, task: cpb.Task) -> None:
+        """WAIT: the long poll already waited, so sleep only if the coordinator asks to."""
+        if task.retry_after_ms:
+            self._stop.wait(task.retry_after_ms / 1000)
+
+    def _unknown(self, task: cpb.Task) -> None:
+        """An unknown kind is a WAIT of ``retry_after_ms`` or 1 s, logged once per kind
+        (a newer coordinator would otherwise flood the log on every check-in)."""
+        if task.kind not in self._unknown_kinds:
+            self._unknown_kinds.add(task.kind)
+            log.warning("treating task kind %d, which this client does not know, as WAIT",
+                        task.kind)
+        self._stop.wait(task.retry_after_ms / 1000 if task.retry_after_ms else 1.0)
 
     # -- tasks --------------------------------------------------------------------------
     def _time_left(self, task: cpb.Task) -> float:
@@ -184,16 +199,23 @@ class ClientDaemon:
                  outcome.num_examples, outcome.metrics["train_loss"],
                  " [duplicate]" if ack.duplicate else "")
 
-    def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
-              pull_seconds: float) -> cpb.PushAck:
+    def _update_payload(self, task: cpb.Task, outcome: TrainOutcome,
+                        masks: dict[str, np.ndarray] | None) -> cpb.UpdatePayload:
+        """The encoded update; its rounding noise is this client's own (:func:`encoder_seed`)."""
         encoding = Encoding.from_proto(task.update_encoding)
+        seed = encoder_seed(client_id=self.config.client_id, seed=self.config.seed,
+                            round=int(task.round), task_id=task.task_id)
         payload = cpb.UpdatePayload(delta=encode_model(
             outcome.delta, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
-            masks=masks, seed=self.config.seed + int(task.round)))
+            masks=masks, seed=seed))
         if outcome.scores is not None:
             payload.scores.CopyFrom(encode_model(outcome.scores, encoding=SCORE_ENCODING,
                                                  version=task.model_version))
-        data = payload.SerializeToString()
+        return payload
+
+    def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
+              pull_seconds: float) -> cpb.PushAck:
+        data = self._update_payload(task, outcome, masks).SerializeToString()
         header = cpb.UpdateHeader(
             task_id=task.task_id, round=task.round, model_version=task.model_version,
             mask_id=task.mask_id, num_examples=outcome.num_examples, stream=make_header(data),
@@ -224,6 +246,19 @@ class ClientDaemon:
                                       num_examples=max(1, num_examples), metrics=metrics)
         self._call(self._stub.ReportEvaluation, report, self._time_left(task))
         log.info("round %d: evaluated: %s", task.round, metrics)
+
+
+def encoder_seed(*, client_id: str, seed: int, round: int, task_id: str) -> int:
+    """Seed of the update encoder's randomness (stochastic rounding, k-means seeding).
+
+    Unique per (client, seed, round, task): FedAvg relies on the clients' rounding errors
+    being independent so they average out; a seed shared by all clients with the same
+    ``config.seed`` would make them identical and add up instead. Deterministic, so a
+    re-sent update is byte-identical. The first 8 bytes of a SHA-256 over an unambiguous
+    (JSON) encoding of the four values, as an unsigned 64-bit int.
+    """
+    key = json.dumps([client_id, seed, round, task_id]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
 
 
 class _TaskFailed(Exception):

@@ -3,6 +3,8 @@
 Kept apart from the RPC loop (``fedclient.daemon``) so it is plain torch + numpy. The
 update is ``local - global`` per tensor; under a mask it is exactly zero at pruned
 positions (masked training guarantees it, and the encoder sends only kept positions).
+The task decides the training hooks: a mask enforcer when the task has masks, a FedProx
+:class:`ProximalTerm` anchored at the pulled global model when ``proximal_mu > 0``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import torch
 
 from fedcompression import group_scores
 from fedcore.datasets import ClientData
+from fedcore.masking import mask_hooks
 from fedcore.models import build_model
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
+from fedcore.proximal import ProximalTerm
+from fedcore.train_hooks import TrainHook
 from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
 
 Params = dict[str, np.ndarray]
@@ -30,6 +35,15 @@ class TrainOutcome:
     scores: Params | None
     num_examples: int
     metrics: dict[str, float]
+
+
+def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params: Params,
+                 masks: Mapping[str, np.ndarray] | None) -> list[TrainHook]:
+    """The task's hooks: the mask enforcer (if masked), then FedProx (if ``proximal_mu > 0``)."""
+    hooks = mask_hooks(model, masks)
+    if t.proximal_mu > 0:
+        hooks.append(ProximalTerm(mu=t.proximal_mu, reference_params=global_params))
+    return hooks
 
 
 class LocalWorker:
@@ -55,11 +69,10 @@ class LocalWorker:
         t = task.train
         config = TrainConfig(epochs=t.local_epochs, batch_size=t.batch_size,
                              learning_rate=t.learning_rate, momentum=t.momentum,
-                             weight_decay=t.weight_decay, proximal_mu=t.proximal_mu,
-                             seed=self._seed + int(task.round))
+                             weight_decay=t.weight_decay, seed=self._seed + int(task.round))
         start = time.perf_counter()
-        result = train_local(model, self.data.train, config, mask=masks,
-                             global_params=global_params if t.proximal_mu > 0 else None)
+        result = train_local(model, self.data.train, config,
+                             hooks=_train_hooks(model, t, global_params, masks))
         local = get_parameters(model)
         delta = {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}
         scores = self._scores(model, t) if t.compute_scores else None

@@ -7,24 +7,21 @@ Contract:
   ``torch.Generator`` seeded by ``config.seed``. The global torch RNG is forked and
   seeded too (dropout etc.), so one (model, data, config) gives one result and the
   caller's RNG state is untouched.
-- FedProx: with ``proximal_mu > 0`` the loss gains ``mu/2 * ||w - w_global||^2`` over all
-  trainable parameters; ``w_global`` is ``global_params`` (as pulled from the server,
-  same names/shapes as :func:`fedcore.params.get_parameters`) or, if None, the model's
-  weights when training starts.
-- Masks (ALGORITHMS.md §1, §5): ``mask`` maps parameter names to bool arrays, True =
-  kept. :class:`MaskEnforcer` zeroes pruned weights before the first step, and every
-  step is ``grad = dLoss/dw (incl. prox) + weight_decay * w`` -> zero pruned grads ->
-  SGD step (torch decay off, so nothing is added after masking) -> zero pruned weights
-  -> zero pruned optimizer state. Hence pruned weights and momentum stay exactly 0 and
-  cannot be revived by momentum, decay, the proximal term or the data gradient.
+- Everything beyond plain SGD -- pruning masks, the FedProx term, clipping -- comes in
+  as ``hooks`` (:mod:`fedcore.train_hooks` defines when each runs). Every step is
+  ``grad = d(data loss + extra losses)/dw + weight_decay * w`` -> ``after_backward``
+  hooks -> SGD step (torch decay off, so nothing is added after the hooks) ->
+  ``after_step`` hooks. With :class:`MaskEnforcer` (ALGORITHMS.md §1, §5) that is: zero
+  pruned grads, step, zero pruned weights and optimizer state, so pruned weights and
+  momentum stay exactly 0 whatever the other terms do.
 - Results report ``num_examples`` = samples per epoch (the FedAvg weight) and ``loss`` =
-  mean data loss (without the proximal term) over the last epoch.
+  mean data loss (without any hook's extra loss) over the last epoch.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,16 +32,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from fedcore._checks import check_int
 from fedcore.importance import importance_scores
-from fedcore.masking import MaskEnforcer
-from fedcore.params import check_named_arrays, get_parameters
+from fedcore.masking import MaskEnforcer, mask_hooks
+from fedcore.proximal import ProximalTerm
+from fedcore.train_hooks import TrainHook
 
 __all__ = [
     "EvalResult",
     "MaskEnforcer",
+    "ProximalTerm",
     "TrainConfig",
+    "TrainHook",
     "TrainResult",
     "evaluate",
     "importance_scores",
+    "mask_hooks",
     "train_local",
 ]
 
@@ -61,7 +62,6 @@ class TrainConfig:
     learning_rate: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
-    proximal_mu: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,10 +72,8 @@ class TrainConfig:
             raise ValueError(f"learning_rate must be finite and > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        for name in ("weight_decay", "proximal_mu"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay!r}")
 
 
 @dataclass(frozen=True)
@@ -97,28 +95,15 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _global_reference(
-    model: nn.Module, global_params: Mapping[str, np.ndarray] | None
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(parameter, reference) pairs for the proximal term."""
-    params = dict(model.named_parameters())
-    if global_params is None:
-        return [(p, p.detach().clone()) for p in params.values()]
-    current = get_parameters(model)
-    arrays = check_named_arrays({k: v.shape for k, v in current.items()}, global_params,
-                                what="global_params")
-    return [(p, torch.as_tensor(arrays[name], dtype=p.dtype, device=p.device))
-            for name, p in params.items()]
-
-
-def _step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: TrainConfig,
-               reference: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, float]:
-    """Objective to differentiate (data loss + proximal term) and the data loss value."""
+def _step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               hooks: Sequence[TrainHook]) -> tuple[torch.Tensor, float]:
+    """Objective to differentiate (data loss + hooks' extra losses) and the data loss value."""
     data_loss = F.cross_entropy(model(x), y)
     loss = data_loss
-    if config.proximal_mu > 0:
-        prox = sum(((p - ref) ** 2).sum() for p, ref in reference)
-        loss = loss + 0.5 * config.proximal_mu * prox
+    for hook in hooks:
+        extra = hook.extra_loss(model)
+        if extra is not None:
+            loss = loss + extra
     return loss, float(data_loss.detach())
 
 
@@ -134,27 +119,25 @@ def _sgd_step(
     *,
     config: TrainConfig,
     optimizer: torch.optim.Optimizer,
-    enforcer: MaskEnforcer | None,
-    reference: list[tuple[torch.Tensor, torch.Tensor]],
+    hooks: Sequence[TrainHook],
 ) -> float:
-    """One masked step in the order the module doc prescribes; returns the data loss."""
+    """One step in the order :mod:`fedcore.train_hooks` prescribes; returns the data loss."""
     device = _device(model)
     x, y = batch[0].to(device), batch[1].to(device)
     optimizer.zero_grad(set_to_none=True)
-    loss, data_loss = _step_loss(model, x, y, config, reference)
+    loss, data_loss = _step_loss(model, x, y, hooks)
     loss.backward()
-    if config.weight_decay > 0:  # coupled decay added *before* the grads are masked
+    if config.weight_decay > 0:  # coupled decay added *before* hooks see (and mask) grads
         with torch.no_grad():
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     if p.grad is not None:
                         p.grad.add_(p, alpha=config.weight_decay)
-    if enforcer is not None:
-        enforcer.apply_to_grads()
+    for hook in hooks:
+        hook.after_backward(model, optimizer)
     optimizer.step()
-    if enforcer is not None:
-        enforcer.apply_to_weights()
-        enforcer.apply_to_optimizer_state(optimizer)
+    for hook in hooks:
+        hook.after_step(model, optimizer)
     return data_loss
 
 
@@ -164,8 +147,7 @@ def _run_epochs(
     *,
     config: TrainConfig,
     optimizer: torch.optim.Optimizer,
-    enforcer: MaskEnforcer | None,
-    reference: list[tuple[torch.Tensor, torch.Tensor]],
+    hooks: Sequence[TrainHook],
     progress: ProgressFn | None,
 ) -> tuple[int, float]:
     """All epochs; returns (steps, mean data loss over the last epoch)."""
@@ -175,7 +157,7 @@ def _run_epochs(
         loss_sum, seen = 0.0, 0
         for batch in loader:
             data_loss = _sgd_step(model, batch, config=config, optimizer=optimizer,
-                                  enforcer=enforcer, reference=reference)
+                                  hooks=hooks)
             steps += 1
             loss_sum, seen = loss_sum + data_loss * len(batch[1]), seen + len(batch[1])
             if progress is not None:
@@ -188,17 +170,22 @@ def train_local(
     dataset: Dataset,
     config: TrainConfig,
     *,
-    mask: Mapping[str, np.ndarray] | None = None,
-    global_params: Mapping[str, np.ndarray] | None = None,
+    hooks: Sequence[TrainHook] = (),
     progress: ProgressFn | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``dataset`` (see the module doc for the exact step)."""
+    """Train ``model`` in place on ``dataset`` (see the module doc for the exact step).
+
+    ``hooks`` act in list order at each point of :mod:`fedcore.train_hooks`; e.g.
+    ``[MaskEnforcer(model, masks), ProximalTerm(mu=0.01, reference_params=global_params)]``.
+    """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("dataset is empty")
-    enforcer = MaskEnforcer(model, mask) if mask is not None else None
-    reference = _global_reference(model, global_params) if config.proximal_mu > 0 else []
+    hooks = tuple(hooks)
+    bad = [type(h).__name__ for h in hooks if not isinstance(h, TrainHook)]
+    if bad:
+        raise ValueError(f"hooks must be TrainHook instances, got {bad}")
     optimizer = _make_optimizer(model, config)
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(config.seed))
@@ -207,10 +194,10 @@ def train_local(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            if enforcer is not None:
-                enforcer.apply_to_weights()
+            for hook in hooks:
+                hook.before_training(model)
             steps, loss = _run_epochs(model, loader, config=config, optimizer=optimizer,
-                                      enforcer=enforcer, reference=reference, progress=progress)
+                                      hooks=hooks, progress=progress)
     finally:
         model.train(was_training)
     return TrainResult(num_examples=len(dataset), loss=loss,  # type: ignore[arg-type]

@@ -42,7 +42,7 @@ import numpy as np
 from fedcore.datasets import DataSpec, load_test_set, union_train_set
 from fedcore.models import build_model
 from fedcore.params import get_parameters, set_parameters
-from fedcore.training import TrainConfig, evaluate, train_local
+from fedcore.training import TrainConfig, evaluate, mask_hooks, train_local
 from fedserver.config import ServerConfig
 from fedserver.pruning.config import PruningConfig
 from fedserver.pruning.factory import build_controller
@@ -108,7 +108,7 @@ def train_centralized(config: ServerConfig, *, clients: int = 10, alpha: float |
         result = train_local(model, train, TrainConfig(
             epochs=tc.local_epochs, batch_size=tc.batch_size, learning_rate=tc.learning_rate,
             momentum=tc.momentum, weight_decay=tc.weight_decay, seed=tc.seed + t),
-            mask=train_masks)
+            hooks=mask_hooks(model, train_masks))
         params = get_parameters(model)
         masks = None
         if controller is not None:

@@ -13,6 +13,7 @@ from fedcore.models import build_model
 from fedcore.params import get_parameters, prunable_names
 from fedcore.training import (
     MaskEnforcer,
+    ProximalTerm,
     TrainConfig,
     evaluate,
     importance_scores,
@@ -40,7 +41,6 @@ def _random_mask(model, *, keep: float = 0.5, seed: int = 0) -> dict[str, np.nda
         (dict(learning_rate=float("inf")), "learning_rate"),
         (dict(momentum=1.0), "momentum"),
         (dict(weight_decay=-1e-4), "weight_decay"),
-        (dict(proximal_mu=float("nan")), "proximal_mu"),
         (dict(seed=-1), "seed"),
         (dict(epochs=1.5), "epochs"),
     ],
@@ -103,8 +103,9 @@ def test_train_and_evaluate_reject_bad_input(client_data) -> None:
         evaluate(model, client_data.val, batch_size=0)
     params = get_parameters(model)
     del params["fc3.bias"]
-    with pytest.raises(ValueError, match=r"global_params: missing tensor\(s\) \['fc3.bias'\]"):
-        train_local(model, client_data.train, TrainConfig(proximal_mu=0.1), global_params=params)
+    with pytest.raises(ValueError, match=r"reference_params: missing tensor\(s\) \['fc3.bias'\]"):
+        train_local(model, client_data.train, TrainConfig(),
+                    hooks=[ProximalTerm(mu=0.1, reference_params=params)])
 
 
 # ---------------------------------------------------------------- masks
@@ -122,12 +123,14 @@ def _capture_optimizer(monkeypatch: pytest.MonkeyPatch) -> list[torch.optim.Opti
     return made
 
 
-REVIVING = TrainConfig(epochs=2, momentum=0.9, weight_decay=0.01, proximal_mu=0.5)
+REVIVING = TrainConfig(epochs=2, momentum=0.9, weight_decay=0.01)
+REVIVING_MU = 0.5
 
 
-def _pulled_global(model) -> dict[str, np.ndarray]:
-    """A global model that is non-zero everywhere, including at pruned positions."""
-    return {k: v + np.float32(0.5) for k, v in get_parameters(model).items()}
+def _pulled_global(model) -> ProximalTerm:
+    """FedProx towards a global model that is non-zero everywhere, incl. pruned positions."""
+    pulled = {k: v + np.float32(0.5) for k, v in get_parameters(model).items()}
+    return ProximalTerm(mu=REVIVING_MU, reference_params=pulled)
 
 
 def test_pruned_weights_and_momentum_stay_exactly_zero(monkeypatch, client_data) -> None:
@@ -140,8 +143,8 @@ def test_pruned_weights_and_momentum_stay_exactly_zero(monkeypatch, client_data)
         for name, keep in mask.items():
             assert not params[name].detach().numpy()[~keep].any(), (name, step)
 
-    train_local(model, client_data.train, REVIVING, mask=mask,
-                global_params=_pulled_global(model), progress=check)
+    train_local(model, client_data.train, REVIVING,
+                hooks=[MaskEnforcer(model, mask), _pulled_global(model)], progress=check)
     after = get_parameters(model)
     (optimizer,) = made
     for name, keep in mask.items():
@@ -165,8 +168,8 @@ def test_masking_grads_alone_keeps_pruned_weights_zero(monkeypatch, client_data)
     monkeypatch.setattr(MaskEnforcer, "apply_to_weights", only_first)
     model = build_model("mlp", seed=0)
     mask = _random_mask(model, keep=0.3)
-    train_local(model, client_data.train, REVIVING, mask=mask,
-                global_params=_pulled_global(model))
+    train_local(model, client_data.train, REVIVING,
+                hooks=[MaskEnforcer(model, mask), _pulled_global(model)])
     assert len(calls) > 1
     after = get_parameters(model)
     assert all(np.all(after[n][~keep] == 0.0) for n, keep in mask.items())
@@ -177,7 +180,7 @@ def test_without_a_mask_the_same_setup_revives_zeroed_weights(client_data) -> No
     model = build_model("mlp", seed=0)
     mask = _random_mask(model)
     MaskEnforcer(model, mask).apply_to_weights()
-    train_local(model, client_data.train, REVIVING, global_params=_pulled_global(model))
+    train_local(model, client_data.train, REVIVING, hooks=[_pulled_global(model)])
     after = get_parameters(model)
     assert all(np.all(after[n][~keep] != 0.0) for n, keep in mask.items())
 
@@ -237,7 +240,8 @@ def test_proximal_term_keeps_weights_near_global(client_data) -> None:
     for mu in (0.0, 10.0):
         model = build_model("mlp", seed=0)
         start = get_parameters(model)
-        train_local(model, client_data.train, TrainConfig(epochs=1, proximal_mu=mu))
+        hooks = [ProximalTerm(mu=mu, reference_params=start)] if mu > 0 else []
+        train_local(model, client_data.train, TrainConfig(epochs=1), hooks=hooks)
         after = get_parameters(model)
         distances.append(sum(np.sum((after[k] - start[k]) ** 2) for k in start))
     assert distances[1] < 0.5 * distances[0]
