@@ -749,58 +749,27 @@ def _explore_configs() -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
 
 def emulate(pruning: dict[str, Any], *, clients: int, rounds: int,
             exclude: tuple[str, ...] = (), seed: int = 0) -> dict[str, Any]:
-    """One emulated federation; ``seed`` is the model-init seed (``training.seed``) and the
-    clients' seed (client ``seed``; local shuffling uses ``seed + round``)."""
+    """One emulated federation (``fedprune.emulation``: the shared round runner and the
+    clients' own code, in-process); ``seed`` is the model-init seed (``training.seed``) and
+    the clients' seed (local shuffling uses ``seed + round``)."""
     import numpy as np
 
-    from fedcompression import group_scores
-    from fedcore.datasets import DataSpec, load_client_data, load_test_set
-    from fedcore.models import build_model
-    from fedcore.params import get_parameters, prunable_names, set_parameters
-    from fedcore.training import TrainConfig, evaluate, importance_scores, mask_hooks, train_local
-    from fedserver.pruning.config import PruningConfig
-    from fedserver.pruning.controller import PruningController
+    from fedcore.datasets import DataSpec, load_client_data
+    from fedprune.emulation import Emulation
+    from fedserver.evaluation import ServerEvaluator
 
-    cfg = PruningConfig.from_dict(pruning)
-    data = [load_client_data(DataSpec(partition=i, num_partitions=clients, alpha=0.5)).train
+    config = config_io.build(ServerConfig, {
+        "pruning": {**pruning, "exclude": list(exclude)}, "training": {"seed": seed},
+        "round": {"rounds": rounds, "clients_per_round": clients}})
+    data = [load_client_data(DataSpec(partition=i, num_partitions=clients, alpha=0.5))
             for i in range(clients)]
-    test = load_test_set()
-    model = build_model("mlp", seed=seed)
-    params = get_parameters(model)
-    ctl = PruningController(cfg, {n: params[n].shape for n in prunable_names(params)
-                                  if n not in exclude})
-    acc, kept = [], []
-    for t in range(1, rounds + 1):
-        _, masks = ctl.mask_for_training(t)
-        combiner = ctl.new_combiner(t) if ctl.wants_client_scores(t) else None
-        total, weight = {n: np.zeros_like(p) for n, p in params.items()}, 0
-        for ds in data:
-            local = build_model("mlp")
-            set_parameters(local, params)
-            res = train_local(local, ds, TrainConfig(seed=seed + t), hooks=mask_hooks(local, masks))
-            new = get_parameters(local)
-            for n in params:
-                total[n] += (new[n] - params[n]) * res.num_examples
-            weight += res.num_examples
-            if combiner is not None:
-                el = importance_scores(local, ds, kind=cfg.score_kind)
-                g = ctl.score_granularities()
-                combiner.add({n: group_scores(el[n], g[n]).astype(np.float16).astype(np.float32)
-                              for n in g}, weight=res.num_examples)
-        params = {n: (p + total[n] / weight).astype(np.float32) for n, p in params.items()}
-        ctl.update_after_aggregation(t, params, combiner.result() if combiner else None)
-        _, cur = ctl.current()
-        if cur:
-            params = {n: (np.where(cur[n], p, 0).astype(np.float32) if n in cur else p)
-                      for n, p in params.items()}
-        # fraction of all weights (prunable + excluded + biases) that travel next round
-        nz = sum(int(np.count_nonzero(cur[n])) if cur and n in cur else params[n].size
-                 for n in params)
-        kept.append(nz / sum(p.size for p in params.values()))
-        set_parameters(model, params)
-        acc.append(evaluate(model, test).accuracy)
+    emulation = Emulation(config, data, evaluator=ServerEvaluator(model_name="mlp",
+                                                                  test_set="digits"),
+                          client_seed=seed)
+    records = emulation.run(rounds)
+    acc = [r["accuracy"] for r in records]
     return {"accuracy": acc, "final_accuracy": acc[-1], "best_accuracy": max(acc),
-            "mean_kept": float(np.mean(kept))}
+            "mean_kept": float(np.mean([r["kept_fraction"] for r in records]))}
 
 
 def explore(args: argparse.Namespace, out: Path) -> str:

@@ -10,8 +10,6 @@ coordinator) is treated as WAIT, so old clients keep polling instead of failing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import threading
@@ -20,13 +18,12 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from fedclient.backoff import ExponentialBackoff
 from fedclient.channel import open_channel
 from fedclient.config import ClientConfig
 from fedclient.local_work import LocalWorker, TrainOutcome
-from fedcore.model_codec import Encoding, decode_mask_message, decode_model, encode_model
+from fedclient.payloads import HeldMask, PayloadError, decode_model_payload, encode_update
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.streaming import PayloadAssembler, make_header, split_payload
@@ -38,7 +35,6 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
 FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
          grpc.StatusCode.UNIMPLEMENTED}
 VERSION = "0.1.0"
-SCORE_ENCODING = Encoding("fp16", zstd=True)  # scores rank weights: fp16 keeps their order
 
 
 class FatalClientError(RuntimeError):
@@ -58,8 +54,7 @@ class ClientDaemon:
         self._backoff = ExponentialBackoff(initial_s=config.backoff_initial_s,
                                            max_s=config.backoff_max_s,
                                            rng=random.Random(f"{config.client_id}/{config.seed}"))
-        self.mask_id = ""
-        self.masks: dict[str, np.ndarray] | None = None
+        self.held = HeldMask()
         self.rounds_done = 0
         self._handlers: dict[int, Callable[[cpb.Task], None]] = {
             cpb.TASK_KIND_TRAIN: self._train,
@@ -126,7 +121,7 @@ class ClientDaemon:
     def _check_in(self) -> cpb.Task:
         req = cpb.RoundRequest(max_wait_ms=self.config.max_wait_ms,
                                num_examples=len(self.worker.data.train),  # type: ignore[arg-type]
-                               client_version=VERSION, held_mask_id=self.mask_id)
+                               client_version=VERSION, held_mask_id=self.held.mask_id)
         return self._call(self._stub.Round, req, self.config.max_wait_ms / 1000 + 30)  # type: ignore[return-value]
 
     def _dispatch(self, task: cpb.Task) -> None:
@@ -154,31 +149,17 @@ class ClientDaemon:
     def _pull(self, task: cpb.Task) -> dict[str, np.ndarray]:
         """Pull and decode the global model; adopts the task's mask if the payload has it."""
         stream = self._stub.PullModel(
-            cpb.PullModelRequest(task_id=task.task_id, held_mask_id=self.mask_id),
+            cpb.PullModelRequest(task_id=task.task_id, held_mask_id=self.held.mask_id),
             timeout=self._time_left(task), metadata=self._metadata)
         self._inflight = stream  # type: ignore[assignment]
         try:
             payload = _assemble(stream, self.config.max_payload_bytes)
-            msg = cpb.ModelPayload.FromString(payload)
-            shapes = self.worker.shapes(task.model_name)
-            if msg.HasField("mask"):
-                self.mask_id, self.masks = decode_mask_message(msg.mask, expected=shapes)
-        except (ValueError, DecodeError) as exc:  # every decoder error is a ValueError
-            raise _TaskFailed(f"bad model payload: {exc}") from None
+            params, self.held = decode_model_payload(
+                payload, task, shapes=self.worker.shapes(task.model_name), held=self.held)
+        except (PayloadError, ValueError) as exc:
+            raise _TaskFailed(str(exc)) from None
         finally:
             self._inflight = None
-        if not task.mask_id:
-            masks = None
-        elif task.mask_id == self.mask_id:
-            masks = self.masks
-        else:
-            raise _TaskFailed(f"task needs mask {task.mask_id!r}, which the payload lacked")
-        try:
-            params = decode_model(msg.model, expected=shapes, mask_id=task.mask_id, masks=masks)
-        except ValueError as exc:
-            raise _TaskFailed(f"bad model payload: {exc}") from None
-        if msg.model.version != task.model_version:
-            raise _TaskFailed(f"pulled version {msg.model.version}, task wants {task.model_version}")
         return params
 
     def _train(self, task: cpb.Task) -> None:
@@ -186,7 +167,7 @@ class ClientDaemon:
             start = time.perf_counter()
             params = self._pull(task)
             pull_seconds = time.perf_counter() - start
-            masks = self.masks if task.mask_id else None
+            masks = self.held.masks if task.mask_id else None
             log.info("round %d: training on model version %d%s", task.round, task.model_version,
                      f" under mask {task.mask_id}" if masks else "")
             outcome = self.worker.train(task, params, masks)
@@ -199,23 +180,10 @@ class ClientDaemon:
                  outcome.num_examples, outcome.metrics["train_loss"],
                  " [duplicate]" if ack.duplicate else "")
 
-    def _update_payload(self, task: cpb.Task, outcome: TrainOutcome,
-                        masks: dict[str, np.ndarray] | None) -> cpb.UpdatePayload:
-        """The encoded update; its rounding noise is this client's own (:func:`encoder_seed`)."""
-        encoding = Encoding.from_proto(task.update_encoding)
-        seed = encoder_seed(client_id=self.config.client_id, seed=self.config.seed,
-                            round=int(task.round), task_id=task.task_id)
-        payload = cpb.UpdatePayload(delta=encode_model(
-            outcome.delta, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
-            masks=masks, seed=seed))
-        if outcome.scores is not None:
-            payload.scores.CopyFrom(encode_model(outcome.scores, encoding=SCORE_ENCODING,
-                                                 version=task.model_version))
-        return payload
-
     def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
               pull_seconds: float) -> cpb.PushAck:
-        data = self._update_payload(task, outcome, masks).SerializeToString()
+        data = encode_update(task, outcome, masks, client_id=self.config.client_id,
+                             seed=self.config.seed).SerializeToString()
         header = cpb.UpdateHeader(
             task_id=task.task_id, round=task.round, model_version=task.model_version,
             mask_id=task.mask_id, num_examples=outcome.num_examples, stream=make_header(data),
@@ -246,19 +214,6 @@ class ClientDaemon:
                                       num_examples=max(1, num_examples), metrics=metrics)
         self._call(self._stub.ReportEvaluation, report, self._time_left(task))
         log.info("round %d: evaluated: %s", task.round, metrics)
-
-
-def encoder_seed(*, client_id: str, seed: int, round: int, task_id: str) -> int:
-    """Seed of the update encoder's randomness (stochastic rounding, k-means seeding).
-
-    Unique per (client, seed, round, task): FedAvg relies on the clients' rounding errors
-    being independent so they average out; a seed shared by all clients with the same
-    ``config.seed`` would make them identical and add up instead. Deterministic, so a
-    re-sent update is byte-identical. The first 8 bytes of a SHA-256 over an unambiguous
-    (JSON) encoding of the four values, as an unsigned 64-bit int.
-    """
-    key = json.dumps([client_id, seed, round, task_id]).encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
 
 
 class _TaskFailed(Exception):

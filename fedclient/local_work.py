@@ -54,6 +54,10 @@ class LocalWorker:
         self._seed = seed
         self._models: dict[str, torch.nn.Module] = {}
 
+    @property
+    def seed(self) -> int:
+        return self._seed
+
     def model(self, name: str) -> torch.nn.Module:
         if name not in self._models:
             self._models[name] = build_model(name, seed=self._seed)

@@ -102,12 +102,23 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class NormBoundConfig:
+    """``[aggregation.norm_bound]``: L2 bound on each client's delta (preset robust_fedavg)."""
+
+    max_norm: float = 0.0  # 0: the preset's default
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.max_norm < float("inf"), "max_norm", "must be finite and >= 0")
+
+
+@dataclass(frozen=True)
 class AggregationConfig:
     """Which round program runs (``preset``) and how claimed example counts become weights."""
 
     preset: str = "fedavg"  # see fedserver.presets.PRESETS
     weighting: str = "examples"  # examples | sqrt | uniform
     weight_cap: float = 4.0  # x the population's median claimed examples (0: no cap)
+    norm_bound: NormBoundConfig = field(default_factory=NormBoundConfig)
 
     def __post_init__(self) -> None:
         from fedserver.aggregators.weighting import WEIGHTINGS

@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from fedcore import config as config_io
-from fedcore.model_codec import Encoding, encode_mask_message, encode_model
 from fedcore.models import build_model
 from fedcore.params import get_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedserver.aggregators.weighting import reference_examples
 from fedserver.config import ServerConfig
+from fedserver.downlink import encode_model_payload
 from fedserver.instructions import RoundInstructions
 from fedserver.model_state import ModelState, restore_model_state, save_model_state
 from fedserver.presets import build_program
@@ -172,19 +172,9 @@ class Coordinator:
             if key not in self._payload_cache:
                 self._payload_cache = {k: v for k, v in self._payload_cache.items()
                                        if k[:2] == key[:2]}
-                self._payload_cache[key] = self._encode_payload(instr, include_mask)
+                self._payload_cache[key] = encode_model_payload(
+                    self.model, instr, wire=self.config.wire, include_mask=include_mask)
             return self._payload_cache[key], step.round
-
-    def _encode_payload(self, instr: RoundInstructions, include_mask: bool) -> bytes:
-        wire = self.config.wire
-        model = encode_model(self.model.params, encoding=Encoding(wire.downlink, wire.clusters,
-                                                                  wire.zstd),
-                             version=self.model.version, mask_id=instr.mask_id,
-                             masks=instr.masks)
-        payload = cpb.ModelPayload(model=model)
-        if include_mask and instr.masks is not None:
-            payload.mask.CopyFrom(encode_mask_message(instr.mask_id, instr.masks))
-        return payload.SerializeToString()
 
     # -- uplink -----------------------------------------------------------------------------
     def begin_push(self, client_id: str, header: cpb.UpdateHeader) -> PushTicket | None:

@@ -13,6 +13,7 @@ transforms every program shares, in the fixed order
 | fedprox    | WeightedMean              | SGD (1.0)              | proximal_mu            |
 | fedadam    | WeightedMean              | Adam (0.01)            | -                      |
 | fedyogi    | WeightedMean              | Yogi (0.01)            | -                      |
+| robust_fedavg | NormBound(WeightedMean, max_norm 1.0) | SGD (1.0)  | -                      |
 
 Adding an aggregator wrapper: one module under ``fedserver/aggregators``, one entry here,
 one config table, its contract tests. Impossible combinations are :data:`RULES`, each
@@ -30,6 +31,7 @@ import numpy as np
 from fedcore.model_codec import Encoding
 from fedserver.aggregators.base import Aggregator
 from fedserver.aggregators.mean import WeightedMean
+from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.weighting import Weighting
 from fedserver.round_program import RoundProgram
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
@@ -58,6 +60,10 @@ def _mean(config: ServerConfig) -> Aggregator:
     return WeightedMean()
 
 
+def _norm_bounded_mean(config: ServerConfig) -> Aggregator:
+    return NormBound(WeightedMean(), max_norm=config.aggregation.norm_bound.max_norm or 1.0)
+
+
 def _no_client_objective(s: StrategyConfig) -> tuple[ModelTransform, ...]:
     return ()
 
@@ -79,6 +85,7 @@ PRESETS: Mapping[str, Preset] = {
     "fedprox": Preset(_sgd, client_objective=_proximal),
     "fedadam": Preset(_adaptive(ServerAdam)),
     "fedyogi": Preset(_adaptive(ServerYogi)),
+    "robust_fedavg": Preset(_sgd, aggregator=_norm_bounded_mean),
 }
 
 
@@ -95,6 +102,10 @@ RULES: tuple[Rule, ...] = (
     Rule(("aggregation.preset", "strategy.proximal_mu"),
          lambda c: c.aggregation.preset == "fedprox" and c.strategy.proximal_mu == 0,
          "fedprox needs proximal_mu > 0 (with 0 it is fedavg)"),
+    Rule(("aggregation.norm_bound.max_norm", "aggregation.preset"),
+         lambda c: c.aggregation.norm_bound.max_norm > 0
+         and c.aggregation.preset != "robust_fedavg",
+         "a norm bound is applied only by the robust_fedavg preset"),
 )
 
 

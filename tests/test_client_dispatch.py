@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from fedclient.config import ClientConfig
-from fedclient.daemon import ClientDaemon, encoder_seed
+from fedclient.daemon import ClientDaemon
 from fedclient.local_work import TrainOutcome
+from fedclient.payloads import encode_update, encoder_seed
 from fedcore.model_codec import Encoding, decode_model
 from fedcore.pb import coordinator_pb2 as cpb
 
@@ -94,7 +95,8 @@ def _train_task(task_id: str = "r3-c", round: int = 3) -> cpb.Task:
 
 
 def _encoded(daemon: ClientDaemon, task: cpb.Task, outcome: TrainOutcome) -> bytes:
-    return daemon._update_payload(task, outcome, None).delta.SerializeToString()
+    return encode_update(task, outcome, None, client_id=daemon.config.client_id,
+                         seed=daemon.config.seed).delta.SerializeToString()
 
 
 def test_clients_with_the_same_seed_draw_their_own_rounding(make_daemon) -> None:
@@ -103,7 +105,8 @@ def test_clients_with_the_same_seed_draw_their_own_rounding(make_daemon) -> None
     alice, bob = _encoded(a, task, outcome), _encoded(b, task, outcome)
     assert alice != bob
     # ... and both are honest int8 encodings of the same delta
-    decoded = [decode_model(d._update_payload(task, outcome, None).delta) for d in (a, b)]
+    decoded = [decode_model(encode_update(task, outcome, None, client_id=d.config.client_id,
+                                        seed=d.config.seed).delta) for d in (a, b)]
     for params in decoded:
         for name, value in outcome.delta.items():
             step = (value.max() - value.min()) / 255

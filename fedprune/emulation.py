@@ -1,0 +1,117 @@
+"""In-process federation: the coordinator's round runner driving the clients' own code.
+
+No gRPC, no threads, no processes, but the same bytes: each round the model is encoded by
+:func:`fedserver.downlink.encode_model_payload`, decoded by the client's
+:func:`fedclient.payloads.decode_model_payload`, trained by
+:class:`fedclient.local_work.LocalWorker` from the very ``Task`` the coordinator's task
+factory builds, encoded by :func:`fedclient.payloads.encode_update`, and decoded and folded
+by the shared :class:`fedserver.round_runner.RoundRunner`. Every client takes part in every
+round. The centralized baseline (one client holding the union of the training sets) and the
+benchmarks that sweep pruning settings run here; only the transport differs from a real
+federation, so its accuracy is the federation's (for the same seeds) and its byte counts
+are payload bytes (without gRPC framing, which the real federation adds).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedclient.local_work import LocalWorker
+from fedclient.payloads import HeldMask, decode_model_payload, encode_update
+from fedcore.datasets import ClientData
+from fedcore.models import build_model
+from fedcore.params import get_parameters
+from fedserver.aggregators.weighting import reference_examples
+from fedserver.config import ServerConfig
+from fedserver.downlink import encode_model_payload
+from fedserver.model_state import ModelState
+from fedserver.presets import build_program
+from fedserver.round_plan import PhaseKind
+from fedserver.round_runner import RoundRunner
+from fedserver.round_state import Assignment
+from fedserver.tasks import TaskFactory
+from fedserver.transforms.evaluation_step import Evaluator
+from fedserver.updates import PushTicket
+
+RoundFn = Callable[[dict[str, Any]], None]
+RUN_ID = "emulation"
+
+
+@dataclass
+class _Client:
+    client_id: str
+    worker: LocalWorker
+    held: HeldMask
+
+
+class Emulation:
+    """``config``'s round program over ``clients`` (one ``ClientData`` each), in-process."""
+
+    def __init__(self, config: ServerConfig, clients: Sequence[ClientData], *,
+                 evaluator: Evaluator | None, client_seed: int = 0) -> None:
+        if not clients:
+            raise ValueError("an emulation needs at least one client")
+        self.config = config
+        initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
+        self.program = build_program(config, initial=initial, evaluator=evaluator)
+        self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
+        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed), HeldMask())
+                         for i, data in enumerate(clients)]
+        self._tasks = TaskFactory(config, run_id=RUN_ID, clock=time.monotonic)
+        self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
+
+    def run_round(self, round: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        open_round = self.runner.open(round, reference_examples=self._reference)
+        instr, model = open_round.instructions, self.runner.model
+        bytes_up = bytes_down = 0
+        for client in self._clients:
+            task = self._tasks.build(Assignment(
+                PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
+                model.version, instr.mask_id, time.monotonic() + 3600.0), instr)
+            down = encode_model_payload(model, instr, wire=self.config.wire,
+                                        include_mask=client.held.mask_id != instr.mask_id)
+            shapes = client.worker.shapes(task.model_name)
+            params, client.held = decode_model_payload(down, task, shapes=shapes,
+                                                       held=client.held)
+            masks = client.held.masks if task.mask_id else None
+            outcome = client.worker.train(task, params, masks)
+            up = encode_update(task, outcome, masks, client_id=client.client_id,
+                               seed=client.worker.seed).SerializeToString()
+            ticket = PushTicket(client.client_id, task.task_id, round, model.version,
+                                instr.mask_id, instr.masks, outcome.num_examples, b"",
+                                "scores" in instr.side_keys, time.monotonic())
+            self.runner.add(open_round, client.client_id, self.runner.decode(open_round, ticket, up),
+                            claimed_examples=outcome.num_examples, metrics=outcome.metrics)
+            bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)
+        candidate = self.runner.close(open_round)
+        assert candidate is not None  # every client contributed
+        self.runner.commit(candidate)
+        losses = [m["train_loss"] for m in open_round.client_metrics.values()]
+        pruning = candidate.measurements.get("pruning", {})
+        return {"round": round, "train_mask_id": instr.mask_id,
+                "mask_id": candidate.model.mask_id, "sparsity": pruning.get("sparsity", 0.0),
+                "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
+                "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,
+                "bytes_down": bytes_down, "seconds": time.perf_counter() - start}
+
+    def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
+        records = []
+        for t in range(1, rounds + 1):
+            records.append(self.run_round(t))
+            if on_round is not None:
+                on_round(records[-1])
+        return records
+
+
+def _kept_fraction(model: ModelState) -> float:
+    """Fraction of all weights (prunable, excluded and biases) that travel next round."""
+    masks = model.masks or {}
+    kept = sum(int(np.count_nonzero(masks[n])) if n in masks else p.size
+               for n, p in model.params.items())
+    return kept / sum(p.size for p in model.params.values())
