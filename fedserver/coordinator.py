@@ -44,7 +44,15 @@ from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind, RoundPlan
 from fedserver.round_report import RoundTimer, write_report
 from fedserver.round_runner import EvaluationRound, OpenRound, RoundFailed, RoundRunner
-from fedserver.round_state import Assignment, ClosedStep, RoundStateMachine, Shutdown, Wait
+from fedserver.round_state import (
+    Assignment,
+    ClosedStep,
+    Rejection,
+    RejectReason,
+    RoundStateMachine,
+    Shutdown,
+    Wait,
+)
 from fedserver.store import RunStore
 from fedserver.transforms.evaluation_step import Evaluator
 from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket
@@ -237,6 +245,22 @@ class Coordinator:
             self.sm.record_result(client_id, digest)
             self._advance_locked()
             return True
+
+    def protocol_step(self, client_id: str, request: cpb.StepRequest) -> bool:
+        """Answer to a protocol-step task (``Step`` RPC).
+
+        The task is validated like any result (unknown, another client's, late), then its
+        kind against the open phase: the phases this coordinator runs (TRAIN, EVALUATE)
+        take their results through PushUpdate / ReportEvaluation, so until a round program
+        with step phases (secure aggregation) is configured every step is refused with
+        WRONG_KIND, and nothing changes."""
+        digest = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
+        with self._cond:
+            phase = self.sm.step.kind
+            self.sm.check_result(client_id, request.task_id, kind=phase, round=request.round,
+                                 version=None, mask_id=None, digest=digest)
+            raise Rejection(RejectReason.WRONG_KIND,
+                            f"the open phase is {phase.value}, which takes no protocol steps")
 
     def add_bytes(self, round_: int, *, up: int = 0, down: int = 0) -> None:
         """Credit wire bytes to a round; callers pass only rounds of validated tasks."""

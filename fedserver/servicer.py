@@ -97,6 +97,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         raise AssertionError("unreachable")
 
 
+    def Step(self, request: cpb.StepRequest, context: grpc.ServicerContext) -> cpb.StepAck:
+        with abort_on_error(context):
+            client = self._client(context)
+            new = self._coord.protocol_step(client, request)  # validates the task first
+            self._coord.add_bytes(request.round, up=request.ByteSize())
+            return cpb.StepAck(accepted=True, duplicate=not new, round=request.round)
+        raise AssertionError("unreachable")
+
+
 def _check_metrics(metrics: dict[str, float]) -> None:
     if len(metrics) > 64 or not all(np.isfinite(v) for v in metrics.values()):
         raise InvalidUpdate("header metrics must be at most 64 finite values")

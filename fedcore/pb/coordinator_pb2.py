@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcore.pb import tensor_pb2 as fedprune_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x65\x64prune/v1/coordinator.proto\x12\x0b\x66\x65\x64prune.v1\x1a\x18\x66\x65\x64prune/v1/tensor.proto\"g\n\x0cRoundRequest\x12\x13\n\x0bmax_wait_ms\x18\x01 \x01(\r\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x04\x12\x16\n\x0e\x63lient_version\x18\x03 \x01(\t\x12\x14\n\x0cheld_mask_id\x18\x04 \x01(\t\"S\n\x08\x45ncoding\x12\'\n\x06values\x18\x01 \x01(\x0e\x32\x17.fedprune.v1.ValueCodec\x12\x10\n\x08\x63lusters\x18\x02 \x01(\r\x12\x0c\n\x04zstd\x18\x03 \x01(\x08\"\xc7\x02\n\x11TrainInstructions\x12\x14\n\x0clocal_epochs\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x02\x12\x10\n\x08momentum\x18\x04 \x01(\x02\x12\x14\n\x0cweight_decay\x18\x05 \x01(\x02\x12\x13\n\x0bproximal_mu\x18\x06 \x01(\x02\x12\x16\n\x0e\x63ompute_scores\x18\x07 \x01(\x08\x12\x12\n\nscore_kind\x18\x08 \x01(\t\x12O\n\x11score_granularity\x18\t \x03(\x0b\x32\x34.fedprune.v1.TrainInstructions.ScoreGranularityEntry\x1a\x37\n\x15ScoreGranularityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\x14\x45valuateInstructions\x12\x12\n\nbatch_size\x18\x01 \x01(\r\"\xdd\x02\n\x04Task\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.fedprune.v1.TaskKind\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x04\x12\x15\n\rmodel_version\x18\x05 \x01(\x04\x12\x0f\n\x07mask_id\x18\x06 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x07 \x01(\r\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\x08 \x01(\x03\x12\x12\n\nmodel_name\x18\t \x01(\t\x12-\n\x05train\x18\n \x01(\x0b\x32\x1e.fedprune.v1.TrainInstructions\x12\x33\n\x08\x65valuate\x18\x0b \x01(\x0b\x32!.fedprune.v1.EvaluateInstructions\x12.\n\x0fupdate_encoding\x18\x0c \x01(\x0b\x32\x15.fedprune.v1.Encoding\"9\n\x10PullModelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cheld_mask_id\x18\x02 \x01(\t\"3\n\x0cStreamHeader\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"R\n\x0cModelPayload\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.fedprune.v1.Model\x12\x1f\n\x04mask\x18\x02 \x01(\x0b\x32\x11.fedprune.v1.Mask\"Q\n\nModelChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.fedprune.v1.StreamHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x80\x02\n\x0cUpdateHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x15\n\rmodel_version\x18\x03 \x01(\x04\x12\x0f\n\x07mask_id\x18\x04 \x01(\t\x12\x14\n\x0cnum_examples\x18\x05 \x01(\x04\x12)\n\x06stream\x18\x06 \x01(\x0b\x32\x19.fedprune.v1.StreamHeader\x12\x37\n\x07metrics\x18\x07 \x03(\x0b\x32&.fedprune.v1.UpdateHeader.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\rUpdatePayload\x12!\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x12.fedprune.v1.Model\x12\"\n\x06scores\x18\x02 \x01(\x0b\x32\x12.fedprune.v1.Model\"R\n\x0bUpdateChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.fedprune.v1.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"=\n\x07PushAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\r\n\x05round\x18\x03 \x01(\x04\"\xb5\x01\n\x10\x45valuationReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x14\n\x0cnum_examples\x18\x03 \x01(\x04\x12;\n\x07metrics\x18\x04 \x03(\x0b\x32*.fedprune.v1.EvaluationReport.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*~\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_KIND_WAIT\x10\x01\x12\x13\n\x0fTASK_KIND_TRAIN\x10\x02\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x03\x12\x16\n\x12TASK_KIND_SHUTDOWN\x10\x04*\xb2\x01\n\nValueCodec\x12\x1b\n\x17VALUE_CODEC_UNSPECIFIED\x10\x00\x12\x14\n\x10VALUE_CODEC_FP32\x10\x01\x12\x14\n\x10VALUE_CODEC_FP16\x10\x02\x12\x14\n\x10VALUE_CODEC_BF16\x10\x03\x12\x14\n\x10VALUE_CODEC_INT8\x10\x04\x12\x14\n\x10VALUE_CODEC_INT4\x10\x05\x12\x19\n\x15VALUE_CODEC_CLUSTERED\x10\x06\x32\x94\x02\n\x0b\x43oordinator\x12\x35\n\x05Round\x12\x19.fedprune.v1.RoundRequest\x1a\x11.fedprune.v1.Task\x12\x45\n\tPullModel\x12\x1d.fedprune.v1.PullModelRequest\x1a\x17.fedprune.v1.ModelChunk0\x01\x12>\n\nPushUpdate\x12\x18.fedprune.v1.UpdateChunk\x1a\x14.fedprune.v1.PushAck(\x01\x12G\n\x10ReportEvaluation\x12\x1d.fedprune.v1.EvaluationReport\x1a\x14.fedprune.v1.PushAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x65\x64prune/v1/coordinator.proto\x12\x0b\x66\x65\x64prune.v1\x1a\x18\x66\x65\x64prune/v1/tensor.proto\"g\n\x0cRoundRequest\x12\x13\n\x0bmax_wait_ms\x18\x01 \x01(\r\x12\x14\n\x0cnum_examples\x18\x02 \x01(\x04\x12\x16\n\x0e\x63lient_version\x18\x03 \x01(\t\x12\x14\n\x0cheld_mask_id\x18\x04 \x01(\t\"S\n\x08\x45ncoding\x12\'\n\x06values\x18\x01 \x01(\x0e\x32\x17.fedprune.v1.ValueCodec\x12\x10\n\x08\x63lusters\x18\x02 \x01(\r\x12\x0c\n\x04zstd\x18\x03 \x01(\x08\"\xc7\x02\n\x11TrainInstructions\x12\x14\n\x0clocal_epochs\x18\x01 \x01(\r\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x15\n\rlearning_rate\x18\x03 \x01(\x02\x12\x10\n\x08momentum\x18\x04 \x01(\x02\x12\x14\n\x0cweight_decay\x18\x05 \x01(\x02\x12\x13\n\x0bproximal_mu\x18\x06 \x01(\x02\x12\x16\n\x0e\x63ompute_scores\x18\x07 \x01(\x08\x12\x12\n\nscore_kind\x18\x08 \x01(\t\x12O\n\x11score_granularity\x18\t \x03(\x0b\x32\x34.fedprune.v1.TrainInstructions.ScoreGranularityEntry\x1a\x37\n\x15ScoreGranularityEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\x14\x45valuateInstructions\x12\x12\n\nbatch_size\x18\x01 \x01(\r\"\x86\x03\n\x04Task\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.fedprune.v1.TaskKind\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x04\x12\x15\n\rmodel_version\x18\x05 \x01(\x04\x12\x0f\n\x07mask_id\x18\x06 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x07 \x01(\r\x12\x18\n\x10\x64\x65\x61\x64line_unix_ms\x18\x08 \x01(\x03\x12\x12\n\nmodel_name\x18\t \x01(\t\x12-\n\x05train\x18\n \x01(\x0b\x32\x1e.fedprune.v1.TrainInstructions\x12\x33\n\x08\x65valuate\x18\x0b \x01(\x0b\x32!.fedprune.v1.EvaluateInstructions\x12.\n\x0fupdate_encoding\x18\x0c \x01(\x0b\x32\x15.fedprune.v1.Encoding\x12\'\n\x04step\x18\r \x01(\x0b\x32\x19.fedprune.v1.ProtocolStep\"D\n\x0cProtocolStep\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tthreshold\x18\x03 \x01(\r\"c\n\x0bStepRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.fedprune.v1.TaskKind\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\"=\n\x07StepAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\r\n\x05round\x18\x03 \x01(\x04\"9\n\x10PullModelRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x14\n\x0cheld_mask_id\x18\x02 \x01(\t\"3\n\x0cStreamHeader\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"R\n\x0cModelPayload\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.fedprune.v1.Model\x12\x1f\n\x04mask\x18\x02 \x01(\x0b\x32\x11.fedprune.v1.Mask\"Q\n\nModelChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.fedprune.v1.StreamHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x80\x02\n\x0cUpdateHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x15\n\rmodel_version\x18\x03 \x01(\x04\x12\x0f\n\x07mask_id\x18\x04 \x01(\t\x12\x14\n\x0cnum_examples\x18\x05 \x01(\x04\x12)\n\x06stream\x18\x06 \x01(\x0b\x32\x19.fedprune.v1.StreamHeader\x12\x37\n\x07metrics\x18\x07 \x03(\x0b\x32&.fedprune.v1.UpdateHeader.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\rUpdatePayload\x12!\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x12.fedprune.v1.Model\x12\"\n\x06scores\x18\x02 \x01(\x0b\x32\x12.fedprune.v1.Model\"R\n\x0bUpdateChunk\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.fedprune.v1.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"=\n\x07PushAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\r\n\x05round\x18\x03 \x01(\x04\"\xb5\x01\n\x10\x45valuationReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x14\n\x0cnum_examples\x18\x03 \x01(\x04\x12;\n\x07metrics\x18\x04 \x03(\x0b\x32*.fedprune.v1.EvaluationReport.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xe8\x01\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x12\n\x0eTASK_KIND_WAIT\x10\x01\x12\x13\n\x0fTASK_KIND_TRAIN\x10\x02\x12\x16\n\x12TASK_KIND_EVALUATE\x10\x03\x12\x16\n\x12TASK_KIND_SHUTDOWN\x10\x04\x12\x1c\n\x18TASK_KIND_ADVERTISE_KEYS\x10\x10\x12\x18\n\x14TASK_KIND_SHARE_KEYS\x10\x11\x12\x1a\n\x16TASK_KIND_MASKED_TRAIN\x10\x12\x12\x14\n\x10TASK_KIND_UNMASK\x10\x13*\xb2\x01\n\nValueCodec\x12\x1b\n\x17VALUE_CODEC_UNSPECIFIED\x10\x00\x12\x14\n\x10VALUE_CODEC_FP32\x10\x01\x12\x14\n\x10VALUE_CODEC_FP16\x10\x02\x12\x14\n\x10VALUE_CODEC_BF16\x10\x03\x12\x14\n\x10VALUE_CODEC_INT8\x10\x04\x12\x14\n\x10VALUE_CODEC_INT4\x10\x05\x12\x19\n\x15VALUE_CODEC_CLUSTERED\x10\x06\x32\xcc\x02\n\x0b\x43oordinator\x12\x35\n\x05Round\x12\x19.fedprune.v1.RoundRequest\x1a\x11.fedprune.v1.Task\x12\x45\n\tPullModel\x12\x1d.fedprune.v1.PullModelRequest\x1a\x17.fedprune.v1.ModelChunk0\x01\x12>\n\nPushUpdate\x12\x18.fedprune.v1.UpdateChunk\x1a\x14.fedprune.v1.PushAck(\x01\x12G\n\x10ReportEvaluation\x12\x1d.fedprune.v1.EvaluationReport\x1a\x14.fedprune.v1.PushAck\x12\x36\n\x04Step\x12\x18.fedprune.v1.StepRequest\x1a\x14.fedprune.v1.StepAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEHEADER_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_EVALUATIONREPORT_METRICSENTRY']._loaded_options = None
   _globals['_EVALUATIONREPORT_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKKIND']._serialized_start=1945
-  _globals['_TASKKIND']._serialized_end=2071
-  _globals['_VALUECODEC']._serialized_start=2074
-  _globals['_VALUECODEC']._serialized_end=2252
+  _globals['_TASKKIND']._serialized_start=2221
+  _globals['_TASKKIND']._serialized_end=2453
+  _globals['_VALUECODEC']._serialized_start=2456
+  _globals['_VALUECODEC']._serialized_end=2634
   _globals['_ROUNDREQUEST']._serialized_start=72
   _globals['_ROUNDREQUEST']._serialized_end=175
   _globals['_ENCODING']._serialized_start=177
@@ -53,29 +53,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEINSTRUCTIONS']._serialized_start=592
   _globals['_EVALUATEINSTRUCTIONS']._serialized_end=634
   _globals['_TASK']._serialized_start=637
-  _globals['_TASK']._serialized_end=986
-  _globals['_PULLMODELREQUEST']._serialized_start=988
-  _globals['_PULLMODELREQUEST']._serialized_end=1045
-  _globals['_STREAMHEADER']._serialized_start=1047
-  _globals['_STREAMHEADER']._serialized_end=1098
-  _globals['_MODELPAYLOAD']._serialized_start=1100
-  _globals['_MODELPAYLOAD']._serialized_end=1182
-  _globals['_MODELCHUNK']._serialized_start=1184
-  _globals['_MODELCHUNK']._serialized_end=1265
-  _globals['_UPDATEHEADER']._serialized_start=1268
-  _globals['_UPDATEHEADER']._serialized_end=1524
-  _globals['_UPDATEHEADER_METRICSENTRY']._serialized_start=1478
-  _globals['_UPDATEHEADER_METRICSENTRY']._serialized_end=1524
-  _globals['_UPDATEPAYLOAD']._serialized_start=1526
-  _globals['_UPDATEPAYLOAD']._serialized_end=1612
-  _globals['_UPDATECHUNK']._serialized_start=1614
-  _globals['_UPDATECHUNK']._serialized_end=1696
-  _globals['_PUSHACK']._serialized_start=1698
-  _globals['_PUSHACK']._serialized_end=1759
-  _globals['_EVALUATIONREPORT']._serialized_start=1762
-  _globals['_EVALUATIONREPORT']._serialized_end=1943
-  _globals['_EVALUATIONREPORT_METRICSENTRY']._serialized_start=1478
-  _globals['_EVALUATIONREPORT_METRICSENTRY']._serialized_end=1524
-  _globals['_COORDINATOR']._serialized_start=2255
-  _globals['_COORDINATOR']._serialized_end=2531
+  _globals['_TASK']._serialized_end=1027
+  _globals['_PROTOCOLSTEP']._serialized_start=1029
+  _globals['_PROTOCOLSTEP']._serialized_end=1097
+  _globals['_STEPREQUEST']._serialized_start=1099
+  _globals['_STEPREQUEST']._serialized_end=1198
+  _globals['_STEPACK']._serialized_start=1200
+  _globals['_STEPACK']._serialized_end=1261
+  _globals['_PULLMODELREQUEST']._serialized_start=1263
+  _globals['_PULLMODELREQUEST']._serialized_end=1320
+  _globals['_STREAMHEADER']._serialized_start=1322
+  _globals['_STREAMHEADER']._serialized_end=1373
+  _globals['_MODELPAYLOAD']._serialized_start=1375
+  _globals['_MODELPAYLOAD']._serialized_end=1457
+  _globals['_MODELCHUNK']._serialized_start=1459
+  _globals['_MODELCHUNK']._serialized_end=1540
+  _globals['_UPDATEHEADER']._serialized_start=1543
+  _globals['_UPDATEHEADER']._serialized_end=1799
+  _globals['_UPDATEHEADER_METRICSENTRY']._serialized_start=1753
+  _globals['_UPDATEHEADER_METRICSENTRY']._serialized_end=1799
+  _globals['_UPDATEPAYLOAD']._serialized_start=1801
+  _globals['_UPDATEPAYLOAD']._serialized_end=1887
+  _globals['_UPDATECHUNK']._serialized_start=1889
+  _globals['_UPDATECHUNK']._serialized_end=1971
+  _globals['_PUSHACK']._serialized_start=1973
+  _globals['_PUSHACK']._serialized_end=2034
+  _globals['_EVALUATIONREPORT']._serialized_start=2037
+  _globals['_EVALUATIONREPORT']._serialized_end=2218
+  _globals['_EVALUATIONREPORT_METRICSENTRY']._serialized_start=1753
+  _globals['_EVALUATIONREPORT_METRICSENTRY']._serialized_end=1799
+  _globals['_COORDINATOR']._serialized_start=2637
+  _globals['_COORDINATOR']._serialized_end=2969
 # @@protoc_insertion_point(module_scope)

@@ -15,6 +15,10 @@ class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_KIND_TRAIN: _ClassVar[TaskKind]
     TASK_KIND_EVALUATE: _ClassVar[TaskKind]
     TASK_KIND_SHUTDOWN: _ClassVar[TaskKind]
+    TASK_KIND_ADVERTISE_KEYS: _ClassVar[TaskKind]
+    TASK_KIND_SHARE_KEYS: _ClassVar[TaskKind]
+    TASK_KIND_MASKED_TRAIN: _ClassVar[TaskKind]
+    TASK_KIND_UNMASK: _ClassVar[TaskKind]
 
 class ValueCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -30,6 +34,10 @@ TASK_KIND_WAIT: TaskKind
 TASK_KIND_TRAIN: TaskKind
 TASK_KIND_EVALUATE: TaskKind
 TASK_KIND_SHUTDOWN: TaskKind
+TASK_KIND_ADVERTISE_KEYS: TaskKind
+TASK_KIND_SHARE_KEYS: TaskKind
+TASK_KIND_MASKED_TRAIN: TaskKind
+TASK_KIND_UNMASK: TaskKind
 VALUE_CODEC_UNSPECIFIED: ValueCodec
 VALUE_CODEC_FP32: ValueCodec
 VALUE_CODEC_FP16: ValueCodec
@@ -96,7 +104,7 @@ class EvaluateInstructions(_message.Message):
     def __init__(self, batch_size: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "task_id", "run_id", "round", "model_version", "mask_id", "retry_after_ms", "deadline_unix_ms", "model_name", "train", "evaluate", "update_encoding")
+    __slots__ = ("kind", "task_id", "run_id", "round", "model_version", "mask_id", "retry_after_ms", "deadline_unix_ms", "model_name", "train", "evaluate", "update_encoding", "step")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +117,7 @@ class Task(_message.Message):
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     EVALUATE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_ENCODING_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     task_id: str
     run_id: str
@@ -121,7 +130,40 @@ class Task(_message.Message):
     train: TrainInstructions
     evaluate: EvaluateInstructions
     update_encoding: Encoding
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., train: _Optional[_Union[TrainInstructions, _Mapping]] = ..., evaluate: _Optional[_Union[EvaluateInstructions, _Mapping]] = ..., update_encoding: _Optional[_Union[Encoding, _Mapping]] = ...) -> None: ...
+    step: ProtocolStep
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., train: _Optional[_Union[TrainInstructions, _Mapping]] = ..., evaluate: _Optional[_Union[EvaluateInstructions, _Mapping]] = ..., update_encoding: _Optional[_Union[Encoding, _Mapping]] = ..., step: _Optional[_Union[ProtocolStep, _Mapping]] = ...) -> None: ...
+
+class ProtocolStep(_message.Message):
+    __slots__ = ("protocol", "payload", "threshold")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    payload: bytes
+    threshold: int
+    def __init__(self, protocol: _Optional[str] = ..., payload: _Optional[bytes] = ..., threshold: _Optional[int] = ...) -> None: ...
+
+class StepRequest(_message.Message):
+    __slots__ = ("task_id", "round", "kind", "payload")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    round: int
+    kind: TaskKind
+    payload: bytes
+    def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class StepAck(_message.Message):
+    __slots__ = ("accepted", "duplicate", "round")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    duplicate: bool
+    round: int
+    def __init__(self, accepted: _Optional[bool] = ..., duplicate: _Optional[bool] = ..., round: _Optional[int] = ...) -> None: ...
 
 class PullModelRequest(_message.Message):
     __slots__ = ("task_id", "held_mask_id")

@@ -54,6 +54,11 @@ class CoordinatorStub:
                 request_serializer=fedprune_dot_v1_dot_coordinator__pb2.EvaluationReport.SerializeToString,
                 response_deserializer=fedprune_dot_v1_dot_coordinator__pb2.PushAck.FromString,
                 _registered_method=True)
+        self.Step = channel.unary_unary(
+                '/fedprune.v1.Coordinator/Step',
+                request_serializer=fedprune_dot_v1_dot_coordinator__pb2.StepRequest.SerializeToString,
+                response_deserializer=fedprune_dot_v1_dot_coordinator__pb2.StepAck.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -90,6 +95,16 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Step(self, request, context):
+        """Answer a protocol-step task (Task.kind 16..63). Idempotent per (client, task) like
+        PushUpdate. A task that is not an open step of the caller gets NOT_FOUND /
+        PERMISSION_DENIED / DEADLINE_EXCEEDED as for PushUpdate; a step whose kind the running
+        round program does not run gets FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +127,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.ReportEvaluation,
                     request_deserializer=fedprune_dot_v1_dot_coordinator__pb2.EvaluationReport.FromString,
                     response_serializer=fedprune_dot_v1_dot_coordinator__pb2.PushAck.SerializeToString,
+            ),
+            'Step': grpc.unary_unary_rpc_method_handler(
+                    servicer.Step,
+                    request_deserializer=fedprune_dot_v1_dot_coordinator__pb2.StepRequest.FromString,
+                    response_serializer=fedprune_dot_v1_dot_coordinator__pb2.StepAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +242,33 @@ class Coordinator:
             '/fedprune.v1.Coordinator/ReportEvaluation',
             fedprune_dot_v1_dot_coordinator__pb2.EvaluationReport.SerializeToString,
             fedprune_dot_v1_dot_coordinator__pb2.PushAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Step(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedprune.v1.Coordinator/Step',
+            fedprune_dot_v1_dot_coordinator__pb2.StepRequest.SerializeToString,
+            fedprune_dot_v1_dot_coordinator__pb2.StepAck.FromString,
             options,
             channel_credentials,
             insecure,
