@@ -51,6 +51,8 @@ class MeanAccumulator:
 
     def merge(self, other: MeanAccumulator) -> None:  # type: ignore[override]
         same_kind(self, other)
+        if other._weighted != self._weighted:
+            raise TypeError("cannot merge a weighted and an unweighted mean")
         self.values.merge(other.values)
         self.weights.merge(other.weights)
 

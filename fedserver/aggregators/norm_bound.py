@@ -12,7 +12,7 @@ inner aggregator's under ``inner``.
 >>> agg = NormBound(Sum(), max_norm=1.0)
 >>> acc = agg.begin(agg.initialize({"w": (2,)}), RoundSpec(1, {"w": (2,)}))
 >>> acc.add(Contribution("a", {"w": np.array([3.0, 4.0])}))
->>> agg.finalize({"inner": {}}, acc).result["w"].tolist()
+>>> agg.finalize({"inner": {}}, acc).result["w"].round(12).tolist()
 [0.6, 0.8]
 """
 
@@ -49,12 +49,19 @@ class NormBoundAccumulator:
     def add(self, contribution: Contribution) -> None:
         values = checked_values(contribution.values, self._shapes)
         norm = math.sqrt(sum(float(np.vdot(v, v)) for v in values.values()))
+        if math.isinf(norm):  # the squares overflowed: rescale by the largest entry first
+            peak = max(float(np.max(np.abs(v))) for v in values.values() if v.size)
+            norm = peak * math.sqrt(sum(float(np.vdot(v / peak, v / peak))
+                                        for v in values.values()))
         scale = min(1.0, self._max_norm / norm) if norm > 0 else 1.0
         self.inner.add(replace(contribution, values={n: v * scale for n, v in values.items()}))
         self.clipped += scale < 1.0
 
     def merge(self, other: NormBoundAccumulator) -> None:  # type: ignore[override]
         same_kind(self, other)
+        if other._max_norm != self._max_norm:
+            raise TypeError(f"cannot merge a norm bound of {other._max_norm} into one of "
+                            f"{self._max_norm}")
         self.inner.merge(other.inner)
         self.clipped += other.clipped
 

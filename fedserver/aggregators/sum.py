@@ -37,6 +37,9 @@ class SumAccumulator:
 
     def merge(self, other: SumAccumulator) -> None:  # type: ignore[override]
         same_kind(self, other)
+        if other.shapes != self.shapes:  # would broadcast silently, or fold half and fail
+            raise TypeError(f"cannot merge a sum of shapes {other.shapes} into one of "
+                            f"{self.shapes}")
         for name, arr in other.totals.items():
             self.totals[name] += arr
         self.count += other.count
