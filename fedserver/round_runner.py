@@ -36,6 +36,7 @@ from fedserver.aggregators.base import (
     Contribution,
     RejectedContribution,
     RoundSpec,
+    checked_values,
 )
 from fedserver.aggregators.mean import WeightedMean
 from fedserver.instructions import RoundInstructions
@@ -124,9 +125,10 @@ class RoundRunner:
         missing = set(open_round.sides) - set(extras)
         if missing:
             raise InvalidUpdate(f"this round needs the update's {sorted(missing)} tensors")
-        contribution = Contribution(client_id, update.delta, weight, extras)
-        try:
-            for _, side in open_round.sides.values():  # sides validate fully before folding
+        try:  # every part is validated before anything is folded
+            contribution = Contribution(client_id, checked_values(update.delta, self.shapes),
+                                        weight, extras)
+            for _, side in open_round.sides.values():
                 side.add(contribution)
             open_round.accumulator.add(contribution)
         except RejectedContribution as exc:
