@@ -3,6 +3,11 @@
 Kept apart from the RPC loop (``fedclient.daemon``) so it is plain torch + numpy. The
 update is ``local - global`` per tensor; under a mask it is exactly zero at pruned
 positions (masked training guarantees it, and the encoder sends only kept positions).
+
+EVALUATE tasks score the global model on the client's held-out split (``data.val``), which
+exists only when ``data.val_fraction > 0``. With no hold-out (the default, W1: clients
+train on their whole partition) the client evaluates on its training partition instead and
+adds ``"evaluated_on_train": 1.0`` to the returned metrics.
 """
 
 from __future__ import annotations
@@ -79,5 +84,10 @@ class LocalWorker:
     def evaluate(self, task: cpb.Task, global_params: Params) -> tuple[int, dict[str, float]]:
         model = self.model(task.model_name)
         set_parameters(model, global_params)
-        result = evaluate(model, self.data.val, batch_size=task.evaluate.batch_size or 256)
-        return result.num_examples, {"loss": float(result.loss), "accuracy": float(result.accuracy)}
+        on_train = len(self.data.val) == 0  # no hold-out (val_fraction 0): see module doc
+        dataset = self.data.train if on_train else self.data.val
+        result = evaluate(model, dataset, batch_size=task.evaluate.batch_size or 256)
+        metrics = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
+        if on_train:
+            metrics["evaluated_on_train"] = 1.0
+        return result.num_examples, metrics
