@@ -4,8 +4,9 @@ ALGORITHMS.md §1 compares federated against centralized pruning. The baseline h
 the same model (``config.training.model``, seed ``config.training.seed``) on the union of
 the clients' training sets (``fedcore.datasets.union_train_set`` with the clients' own
 ``DataSpec``: the same Dirichlet partitions, so exactly the samples the federation trains
-on — each client holds back ``val_fraction`` of its partition for federated evaluation,
-and so does the union) and prunes it with the same ``PruningController`` the coordinator
+on — W1 clients train on their whole partition (``val_fraction`` 0), so the union is all
+1437 training samples; with ``val_fraction > 0`` each client holds that share back for
+federated evaluation, and so does the union) and prunes it with the same ``PruningController`` the coordinator
 uses, with **server-mask semantics on the central weights**: after every "round" the
 controller scores the current weights and, on mask steps, publishes a new mask; pruned
 weights are zeroed.
