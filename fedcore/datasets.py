@@ -39,6 +39,7 @@ __all__ = [
     "SOURCES",
     "ClientData",
     "DataSpec",
+    "MAX_SEED",
     "load_client_data",
     "load_digits_split",
     "load_test_set",
@@ -48,6 +49,7 @@ __all__ = [
 
 SOURCES = frozenset({"digits", "synthetic", "npz", "csv", "entrypoint"})
 _MAX_PARTITION_ATTEMPTS = 1000
+MAX_SEED = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 _SYNTH_FEATURES, _SYNTH_CLASSES = 64, 10
 
 
@@ -76,7 +78,7 @@ class DataSpec:
             raise ValueError(f"partition must be < num_partitions, got {self.partition}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be None or a finite number > 0, got {self.alpha!r}")
-        check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
         check_int("synthetic_samples", self.synthetic_samples, low=1)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
@@ -125,8 +127,8 @@ def partition_indices(
 ) -> list[np.ndarray]:
     """Split ``range(len(y))`` into ``n_clients`` disjoint, covering, sorted index arrays.
 
-    All randomness comes from one ``np.random.RandomState(seed)``, so the result depends
-    only on (y, n_clients, alpha, seed, min_size).
+    All randomness comes from one ``np.random.RandomState(seed)`` (``0 <= seed <=
+    MAX_SEED``), so the result depends only on (y, n_clients, alpha, seed, min_size).
 
     ``alpha`` None (IID): one ``rng.permutation`` cut into near-equal contiguous parts.
     Otherwise the standard Dirichlet label-skew split (docs/workloads.md, W1): for each
@@ -145,7 +147,7 @@ def partition_indices(
                          f"{labels.shape}")
     check_int("n_clients", n_clients, low=1)
     check_int("min_size", min_size, low=0)
-    check_int("seed", seed, low=0)
+    check_int("seed", seed, low=0, high=MAX_SEED)
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be None or a finite number > 0, got {alpha!r}")
     if len(labels) < n_clients * min_size:

@@ -143,7 +143,7 @@ def test_dirichlet_half_is_non_iid_and_iid_is_balanced() -> None:
     labels=st.lists(st.integers(0, 4), min_size=20, max_size=200),
     n_clients=st.integers(1, 4),
     alpha=st.one_of(st.none(), st.floats(0.3, 10.0)),
-    seed=st.integers(0, 2**32),
+    seed=st.integers(0, 2**32 - 1),
 )
 def test_partition_property(labels, n_clients, alpha, seed) -> None:
     y = np.array(labels, dtype=np.int64)
@@ -162,6 +162,7 @@ def test_partition_property(labels, n_clients, alpha, seed) -> None:
         (dict(y=np.zeros(50), n_clients=2, alpha=None), "integer"),
         (dict(y=np.zeros((50, 1), dtype=np.int64), n_clients=2, alpha=None), "1-D"),
         (dict(y=np.zeros(50, dtype=np.int64), n_clients=2, alpha=None, seed=-1), "seed"),
+        (dict(y=np.zeros(50, dtype=np.int64), n_clients=2, alpha=None, seed=2**32), "seed"),
     ],
 )
 def test_partition_rejects_bad_arguments(kwargs, message) -> None:
@@ -187,6 +188,7 @@ def test_partition_gives_up_when_min_size_is_unreachable() -> None:
         (dict(partition=3, num_partitions=3), "partition must be < num_partitions"),
         (dict(alpha=-0.5), "alpha"),
         (dict(seed=-1), "seed"),
+        (dict(seed=2**32), "seed"),
         (dict(synthetic_samples=0), "synthetic_samples"),
         (dict(val_fraction=1.0), "val_fraction"),
         (dict(num_classes=0), "num_classes"),
