@@ -6,10 +6,10 @@ the clients' training sets (``fedcore.datasets.union_train_set`` with the client
 ``DataSpec``: the same Dirichlet partitions, so exactly the samples the federation trains
 on — W1 clients train on their whole partition (``val_fraction`` 0), so the union is all
 1437 training samples; with ``val_fraction > 0`` each client holds that share back for
-federated evaluation, and so does the union) and prunes it with the same ``PruningController`` the coordinator
-uses, with **server-mask semantics on the central weights**: after every "round" the
-controller scores the current weights and, on mask steps, publishes a new mask; pruned
-weights are zeroed.
+federated evaluation, and so does the union) and prunes it with the same
+``PruningController`` the coordinator uses, with **server-mask semantics on the central
+weights**: after every "round" the controller scores the current weights and, on mask
+steps, publishes a new mask; pruned weights are zeroed.
 
 One *round* is ``config.training.local_epochs`` epochs of ``fedcore.training.train_local``
 (SGD with the configured lr / momentum / batch size, seed ``training.seed + round`` like a
