@@ -5,6 +5,11 @@ update is ``local - global`` per tensor; under a mask it is exactly zero at prun
 positions (masked training guarantees it, and the encoder sends only kept positions).
 The task decides the training hooks: a mask enforcer when the task has masks, a FedProx
 :class:`ProximalTerm` anchored at the pulled global model when ``proximal_mu > 0``.
+
+EVALUATE tasks score the global model on the client's held-out split (``data.val``), which
+exists only when ``data.val_fraction > 0``. With no hold-out (the default, W1: clients
+train on their whole partition) the client evaluates on its training partition instead and
+adds ``"evaluated_on_train": 1.0`` to the returned metrics.
 """
 
 from __future__ import annotations
@@ -96,5 +101,10 @@ class LocalWorker:
     def evaluate(self, task: cpb.Task, global_params: Params) -> tuple[int, dict[str, float]]:
         model = self.model(task.model_name)
         set_parameters(model, global_params)
-        result = evaluate(model, self.data.val, batch_size=task.evaluate.batch_size or 256)
-        return result.num_examples, {"loss": float(result.loss), "accuracy": float(result.accuracy)}
+        on_train = len(self.data.val) == 0  # no hold-out (val_fraction 0): see module doc
+        dataset = self.data.train if on_train else self.data.val
+        result = evaluate(model, dataset, batch_size=task.evaluate.batch_size or 256)
+        metrics = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
+        if on_train:
+            metrics["evaluated_on_train"] = 1.0
+        return result.num_examples, metrics

@@ -2,16 +2,19 @@
 
 Contract:
 
-- W1 (BENCHMARK.md): ``load_digits`` features / 16.0 as float32; a fixed stratified split
-  ``train_test_split(test_size=0.2, random_state=0, stratify=y)`` gives 1437 training and
-  360 test samples. The training 80% is split across clients by
-  :func:`partition_indices` (Dirichlet(alpha) label skew, seed 0, >= 10 samples each).
+- W1 (docs/workloads.md): ``load_digits`` features / 16.0 as float32; a fixed stratified
+  split ``train_test_split(test_size=0.2, random_state=0, stratify=y)`` gives 1437 training
+  and 360 test samples. The training 80% is split across clients by
+  :func:`partition_indices` (Dirichlet(0.5) label skew from ``RandomState(0)``, >= 10
+  samples each; 10 clients get [69, 188, 79, 177, 124, 275, 147, 139, 99, 140]).
 - A :class:`DataSpec` fully determines a client's data: the same spec gives the same
   samples in every process. Array sources (digits, synthetic, npz, csv) load (X, y),
   take partition ``partition`` of ``num_partitions`` (all of it when there is one), then
   hold out ``val_fraction`` of that partition, seeded by (seed, partition), for
-  validation. An ``entrypoint`` source is called as ``fn(spec)`` and returns a torch
-  ``Dataset`` (split the same way), a ``(train, val)`` pair, or a :class:`ClientData`.
+  validation. The default ``val_fraction`` is 0 (W1: a client trains on its whole
+  partition and ``val`` is empty). An ``entrypoint`` source is called as ``fn(spec)`` and
+  returns a torch ``Dataset`` (split the same way), a ``(train, val)`` pair, or a
+  :class:`ClientData`.
 - Array sources yield ``(x: float32 tensor of num_features, y: int64 scalar)``.
 - Bad input (missing file, wrong shape, non-finite X, negative / non-integer / out of
   range labels) raises ``ValueError`` naming the source. Randomness comes only from
@@ -36,6 +39,7 @@ __all__ = [
     "SOURCES",
     "ClientData",
     "DataSpec",
+    "MAX_SEED",
     "load_client_data",
     "load_digits_split",
     "load_test_set",
@@ -45,6 +49,7 @@ __all__ = [
 
 SOURCES = frozenset({"digits", "synthetic", "npz", "csv", "entrypoint"})
 _MAX_PARTITION_ATTEMPTS = 1000
+MAX_SEED = 2**32 - 1  # np.random.RandomState accepts seeds in [0, 2**32 - 1]
 _SYNTH_FEATURES, _SYNTH_CLASSES = 64, 10
 
 
@@ -61,7 +66,7 @@ class DataSpec:
     path: str = ""
     entrypoint: str = ""
     synthetic_samples: int = 1000
-    val_fraction: float = 0.1
+    val_fraction: float = 0.0
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
@@ -73,7 +78,7 @@ class DataSpec:
             raise ValueError(f"partition must be < num_partitions, got {self.partition}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha must be None or a finite number > 0, got {self.alpha!r}")
-        check_int("seed", self.seed, low=0)
+        check_int("seed", self.seed, low=0, high=MAX_SEED)
         check_int("synthetic_samples", self.synthetic_samples, low=1)
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
@@ -120,11 +125,18 @@ def load_digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def partition_indices(
     y: np.ndarray, n_clients: int, *, alpha: float | None, seed: int = 0, min_size: int = 10
 ) -> list[np.ndarray]:
-    """Split ``range(len(y))`` into ``n_clients`` disjoint, sorted index arrays.
+    """Split ``range(len(y))`` into ``n_clients`` disjoint, covering, sorted index arrays.
 
-    ``alpha`` None: shuffle and cut into near-equal parts. Otherwise each class is divided
-    among clients by proportions drawn from Dirichlet(alpha); draws repeat (same
-    generator, so still deterministic) until every client has >= ``min_size`` samples.
+    All randomness comes from one ``np.random.RandomState(seed)`` (``0 <= seed <=
+    MAX_SEED``), so the result depends only on (y, n_clients, alpha, seed, min_size).
+
+    ``alpha`` None (IID): one ``rng.permutation`` cut into near-equal contiguous parts.
+    Otherwise the standard Dirichlet label-skew split (docs/workloads.md, W1): for each
+    class in ascending order, shuffle its indices (``rng.shuffle``), draw
+    ``p ~ rng.dirichlet(alpha * ones(n_clients))``, cut at
+    ``floor(cumsum(p)[:-1] * n_class)`` and give slice c to client c. The whole draw
+    repeats with the same generator (no reseeding) until every client has >= ``min_size``
+    samples; after ``_MAX_PARTITION_ATTEMPTS`` draws it raises ``ValueError``.
 
     >>> [len(p) for p in partition_indices(np.arange(10) % 2, 3, alpha=None, min_size=3)]
     [4, 3, 3]
@@ -135,12 +147,12 @@ def partition_indices(
                          f"{labels.shape}")
     check_int("n_clients", n_clients, low=1)
     check_int("min_size", min_size, low=0)
-    check_int("seed", seed, low=0)
+    check_int("seed", seed, low=0, high=MAX_SEED)
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"alpha must be None or a finite number > 0, got {alpha!r}")
     if len(labels) < n_clients * min_size:
         raise ValueError(f"n_clients * min_size = {n_clients * min_size} > {len(labels)} samples")
-    rng = np.random.default_rng(seed)
+    rng = np.random.RandomState(seed)
     if alpha is None:
         return [np.sort(p) for p in np.array_split(rng.permutation(len(labels)), n_clients)]
     for _ in range(_MAX_PARTITION_ATTEMPTS):
@@ -154,14 +166,16 @@ def partition_indices(
 
 
 def _dirichlet_draw(
-    labels: np.ndarray, n_clients: int, alpha: float, rng: np.random.Generator
+    labels: np.ndarray, n_clients: int, alpha: float, rng: np.random.RandomState
 ) -> list[np.ndarray]:
-    """One draw: each class's shuffled members cut by Dirichlet(alpha) proportions."""
+    """One draw: per class (ascending), shuffled members cut by Dirichlet(alpha) shares."""
     parts: list[list[np.ndarray]] = [[] for _ in range(n_clients)]
     for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        cuts = (np.cumsum(rng.dirichlet(np.full(n_clients, alpha))) * len(members))[:-1]
-        for client, chunk in enumerate(np.split(members, cuts.astype(int))):
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        shares = rng.dirichlet(alpha * np.ones(n_clients))
+        cuts = np.floor(np.cumsum(shares)[:-1] * len(members)).astype(int)
+        for client, chunk in enumerate(np.split(members, cuts)):
             parts[client].append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
 

@@ -31,6 +31,7 @@ def test_simulation_trains_and_writes_report(tmp_path: Path) -> None:
         assert set(r["timings"]) >= {"wall", "training", "transfer", "aggregation", "waiting"}
         assert r["metrics"]["federated_eval_clients"] == 3
         assert 0 <= r["metrics"]["federated_accuracy"] <= 1
+        assert r["metrics"]["federated_evaluated_on_train"] == 1.0  # W1: no local hold-out
     assert (out / "report.json").exists()
     png = (out / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

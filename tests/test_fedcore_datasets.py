@@ -22,6 +22,8 @@ from fedcore.datasets import (
 
 
 def _arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    if len(dataset) == 0:
+        return np.zeros((0, 64), np.float32), np.zeros(0, np.int64)
     xs, ys = zip(*(dataset[i] for i in range(len(dataset))))
     return torch.stack(xs).numpy(), torch.stack(ys).numpy()
 
@@ -70,6 +72,53 @@ def test_w1_partitions_are_deterministic_disjoint_and_covering(n_clients, alpha)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again))
 
 
+# The standard W1 split (docs/workloads.md): these sizes identify it across systems.
+W1_FINGERPRINTS = {
+    10: [69, 188, 79, 177, 124, 275, 147, 139, 99, 140],
+    3: [423, 397, 617],
+}
+
+
+@pytest.mark.parametrize("n_clients", sorted(W1_FINGERPRINTS))
+def test_w1_partition_matches_the_standard_fingerprint(n_clients) -> None:
+    y = load_digits_split()[1]
+    parts = partition_indices(y, n_clients, alpha=0.5, seed=0)
+    assert [len(p) for p in parts] == W1_FINGERPRINTS[n_clients]
+    _check_partition(parts, 1437, 10)
+    assert all(p.dtype.kind == "i" for p in parts)
+
+
+def test_w1_partition_is_the_reference_algorithm() -> None:
+    """An independent transcription of the docs/workloads.md definition, index for index."""
+    y = load_digits_split()[1]
+    rng = np.random.RandomState(0)
+    while True:
+        clients: list[list[int]] = [[] for _ in range(10)]
+        for k in range(10):
+            members = np.where(y == k)[0]
+            rng.shuffle(members)
+            p = rng.dirichlet(0.5 * np.ones(10))
+            for c, chunk in enumerate(np.split(members, (np.cumsum(p)[:-1] * len(members))
+                                                         .astype(int))):
+                clients[c] += chunk.tolist()
+        if min(map(len, clients)) >= 10:
+            break
+    expected = [np.sort(np.array(c)) for c in clients]
+    parts = partition_indices(y, 10, alpha=0.5, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, expected))
+
+
+def test_w1_client_data_is_the_whole_partition() -> None:
+    """Default spec (val_fraction 0): client i trains on exactly partition i, nothing held out."""
+    X_train, y_train, _, _ = load_digits_split()
+    parts = partition_indices(y_train, 10, alpha=0.5, seed=0)
+    for i in (0, 5):
+        data = load_client_data(DataSpec(partition=i, num_partitions=10))
+        assert len(data.val) == 0 and len(data.train) == W1_FINGERPRINTS[10][i]
+        X, y = _arrays(data.train)
+        assert np.array_equal(X, X_train[parts[i]]) and np.array_equal(y, y_train[parts[i]])
+
+
 def _label_skew(y: np.ndarray, parts: list[np.ndarray]) -> float:
     """Mean total-variation distance between client and global label distributions."""
     overall = np.bincount(y, minlength=10) / len(y)
@@ -82,7 +131,8 @@ def test_dirichlet_half_is_non_iid_and_iid_is_balanced() -> None:
     y = load_digits_split()[1]
     non_iid = partition_indices(y, 10, alpha=0.5, seed=0)
     iid = partition_indices(y, 10, alpha=None, seed=0)
-    assert _label_skew(y, non_iid) > 0.3 > 0.1 > _label_skew(y, iid)
+    # IID clients of ~144 samples sit near the chance level of ~0.1; Dirichlet(0.5) far above.
+    assert _label_skew(y, non_iid) > 0.3 > 0.15 > _label_skew(y, iid)
     assert {len(p) for p in iid} <= {143, 144}
     other_seed = partition_indices(y, 10, alpha=0.5, seed=1)
     assert not all(np.array_equal(a, b) for a, b in zip(non_iid, other_seed))
@@ -93,7 +143,7 @@ def test_dirichlet_half_is_non_iid_and_iid_is_balanced() -> None:
     labels=st.lists(st.integers(0, 4), min_size=20, max_size=200),
     n_clients=st.integers(1, 4),
     alpha=st.one_of(st.none(), st.floats(0.3, 10.0)),
-    seed=st.integers(0, 2**32),
+    seed=st.integers(0, 2**32 - 1),
 )
 def test_partition_property(labels, n_clients, alpha, seed) -> None:
     y = np.array(labels, dtype=np.int64)
@@ -112,6 +162,7 @@ def test_partition_property(labels, n_clients, alpha, seed) -> None:
         (dict(y=np.zeros(50), n_clients=2, alpha=None), "integer"),
         (dict(y=np.zeros((50, 1), dtype=np.int64), n_clients=2, alpha=None), "1-D"),
         (dict(y=np.zeros(50, dtype=np.int64), n_clients=2, alpha=None, seed=-1), "seed"),
+        (dict(y=np.zeros(50, dtype=np.int64), n_clients=2, alpha=None, seed=2**32), "seed"),
     ],
 )
 def test_partition_rejects_bad_arguments(kwargs, message) -> None:
@@ -137,6 +188,7 @@ def test_partition_gives_up_when_min_size_is_unreachable() -> None:
         (dict(partition=3, num_partitions=3), "partition must be < num_partitions"),
         (dict(alpha=-0.5), "alpha"),
         (dict(seed=-1), "seed"),
+        (dict(seed=2**32), "seed"),
         (dict(synthetic_samples=0), "synthetic_samples"),
         (dict(val_fraction=1.0), "val_fraction"),
         (dict(num_classes=0), "num_classes"),
@@ -149,12 +201,22 @@ def test_dataspec_names_the_bad_field(kwargs, field) -> None:
         DataSpec(**kwargs)
 
 
+def test_dataspec_defaults_are_w1() -> None:
+    from fedclient.config import ClientConfig
+
+    spec = DataSpec()
+    assert (spec.source, spec.alpha, spec.seed, spec.val_fraction) == ("digits", 0.5, 0, 0.0)
+    assert ClientConfig(client_id="c").data.val_fraction == 0.0
+
+
 # ---------------------------------------------------------------- client data
 
 
-def test_digits_clients_cover_the_training_split_exactly() -> None:
+@pytest.mark.parametrize("val_fraction", [0.0, 0.1])
+def test_digits_clients_cover_the_training_split_exactly(val_fraction) -> None:
     X_train, y_train, _, _ = load_digits_split()
-    clients = [load_client_data(DataSpec(partition=i, num_partitions=5)) for i in range(5)]
+    clients = [load_client_data(DataSpec(partition=i, num_partitions=5,
+                                         val_fraction=val_fraction)) for i in range(5)]
     pieces = [_arrays(c.train) for c in clients] + [_arrays(c.val) for c in clients]
     X = np.concatenate([p[0] for p in pieces])
     y = np.concatenate([p[1] for p in pieces])
@@ -162,16 +224,32 @@ def test_digits_clients_cover_the_training_split_exactly() -> None:
     for client in clients:
         assert (client.num_features, client.num_classes) == (64, 10)
         n = len(client.train) + len(client.val)
-        assert len(client.val) == round(0.1 * n)
+        assert len(client.val) == round(val_fraction * n)
     x, label = clients[0].train[0]
     assert x.dtype == torch.float32 and label.dtype == torch.int64
 
 
 def test_client_data_is_deterministic() -> None:
-    spec = DataSpec(partition=3, num_partitions=10, seed=0)
+    spec = DataSpec(partition=3, num_partitions=10, seed=0, val_fraction=0.1)
     a, b = load_client_data(spec), load_client_data(spec)
     assert all(np.array_equal(u, v) for u, v in zip(_arrays(a.train), _arrays(b.train)))
     assert all(np.array_equal(u, v) for u, v in zip(_arrays(a.val), _arrays(b.val)))
+
+
+@pytest.mark.parametrize("val_fraction", [0.0, 0.2])
+def test_client_evaluation_without_hold_out_uses_the_training_partition(val_fraction) -> None:
+    from fedclient.local_work import LocalWorker
+    from fedcore.params import get_parameters
+    from fedcore.pb import coordinator_pb2 as cpb
+
+    data = load_client_data(DataSpec(partition=0, num_partitions=10, val_fraction=val_fraction))
+    worker = LocalWorker(data)
+    params = get_parameters(worker.model("mlp"))
+    n, metrics = worker.evaluate(cpb.Task(model_name="mlp"), params)
+    held_out = val_fraction > 0
+    assert n == (len(data.val) if held_out else len(data.train)) > 0
+    assert ("evaluated_on_train" in metrics) is not held_out
+    assert metrics.get("evaluated_on_train", 1.0) == 1.0 and 0 <= metrics["accuracy"] <= 1
 
 
 def test_synthetic_source_fits_the_digits_models() -> None:
@@ -189,7 +267,7 @@ def test_synthetic_source_fits_the_digits_models() -> None:
 
 def test_test_set_and_union_train_set() -> None:
     assert len(load_test_set()) == 360
-    assert len(union_train_set(DataSpec(num_partitions=10, val_fraction=0.0))) == 1437
+    assert len(union_train_set(DataSpec(num_partitions=10))) == 1437
     spec = DataSpec(num_partitions=10)
     assert len(union_train_set(spec)) == sum(
         len(load_client_data(DataSpec(partition=i, num_partitions=10)).train) for i in range(10)
