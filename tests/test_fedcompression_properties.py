@@ -11,7 +11,7 @@ and pruned elements decode to exactly 0.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -56,7 +56,8 @@ def _expected(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return a32 if mask is None else np.where(mask, a32, np.float32(0))
 
 
-def _check_values(values: str, expected: np.ndarray, got: np.ndarray, enc, k: int) -> None:
+def _check_values(values: str, expected: np.ndarray, got: np.ndarray, enc, k: int, *,
+                  masked: bool) -> None:
     x, y = expected.astype(np.float64), got.astype(np.float64)
     if values != "clustered" or k > 1:  # one centroid cannot keep zeros and nonzeros
         assert np.all(y[x == 0] == 0), "zeros must decode to exactly 0"
@@ -70,12 +71,13 @@ def _check_values(values: str, expected: np.ndarray, got: np.ndarray, enc, k: in
     elif values in ("int8", "int4"):
         assert np.all(np.abs(y - x) < enc.values.scale)
     else:
-        _check_clustered(expected, got, enc, k)
+        _check_clustered(expected, got, enc, k, masked=masked)
 
 
-def _check_clustered(expected: np.ndarray, got: np.ndarray, enc, k: int) -> None:
+def _check_clustered(expected: np.ndarray, got: np.ndarray, enc, k: int, *,
+                     masked: bool) -> None:
     sent = expected if enc.positions is None else expected[expected != 0]
-    if isinstance(enc.positions, ImpliedPositions):
+    if masked or isinstance(enc.positions, ImpliedPositions):
         sent = None  # the sent set includes masked-in zeros; checked element-wise below
     if sent is not None and np.unique(sent).size <= k:
         assert np.array_equal(expected, got)
@@ -90,6 +92,8 @@ def _check_clustered(expected: np.ndarray, got: np.ndarray, enc, k: int) -> None
 
 
 @SETTINGS
+@example(array=np.array([0.0003455, 0.0, 0.0003304], dtype=np.float16), values="clustered",
+         positions="explicit", zstd=False, k=1, use_mask=True, seed=0)
 @given(array=tensors(), values=st.sampled_from(VALUE_IDS), positions=st.sampled_from(MODES),
        zstd=st.booleans(), k=st.integers(1, 256), use_mask=st.booleans(),
        seed=st.integers(0, 2**16))
@@ -104,7 +108,7 @@ def test_round_trip(array: np.ndarray, values: str, positions: str, zstd: bool, 
     got = decode_tensor(enc, mask=mask)
     assert got.dtype == np.float32 and got.shape == array.shape and got.flags.c_contiguous
     assert np.all(np.isfinite(got))
-    _check_values(values, _expected(array, mask), got, enc, k)
+    _check_values(values, _expected(array, mask), got, enc, k, masked=mask is not None)
     assert (positions == "dense") == (enc.positions is None) or positions == "auto"
     if mask_id:
         assert isinstance(enc.positions, ImpliedPositions) and enc.positions.mask_id == mask_id
