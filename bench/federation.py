@@ -172,13 +172,28 @@ def quantile(xs: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def summarize(report: dict[str, Any]) -> dict[str, Any]:
+def cohort_differed(report: dict[str, Any], clients: int, rounds: int) -> list[int]:
+    """Rounds that did not run with the whole configured cohort: a record whose status is
+    not completed or whose selected / accepted count is not ``clients``, and any round of
+    1..``rounds`` with no record at all. Such a run is not comparable with a full one."""
+    seen = {r["round"] for r in report["rounds"]}
+    bad = {r["round"] for r in report["rounds"] if r["status"] != "completed"
+           or r["selected"] != clients or r["accepted"] != clients}
+    return sorted(bad | (set(range(1, rounds + 1)) - seen))
+
+
+def cohort_note(differed: list[int]) -> str:
+    return f"cohort differed in rounds {differed}" if differed else ""
+
+
+def summarize(report: dict[str, Any], clients: int, n_rounds: int) -> dict[str, Any]:
     rounds = [r for r in report["rounds"] if r["status"] == "completed"]
     steady = [r for r in rounds if r["round"] >= 2] or rounds
     first = rounds[0] if rounds else None
     out: dict[str, Any] = {
         "rounds_completed": len(rounds),
         "rounds_failed": report["totals"]["rounds_failed"],
+        "cohort_differed": cohort_differed(report, clients, n_rounds),
         "rounds_wall_s": report["totals"]["wall_seconds"],
         "bytes_up": report["totals"]["bytes_up"],
         "bytes_down": report["totals"]["bytes_down"],
@@ -211,12 +226,13 @@ def run_once(variant: str, repeat: int, args: argparse.Namespace, out: Path) -> 
     foreign = max(0.0, (system_busy_s() - busy0) - (own_cpu_s() - own0)) / wall
     res = RunResult(variant, repeat, out, wall, report, mem.peak_bytes, mem.samples,
                     (load0, os.getloadavg()[0]), foreign)
-    res.stats = summarize(report)
+    res.stats = summarize(report, args.clients, args.rounds)
     s = res.stats
     print(f"[w1] {variant} #{repeat}: wall {wall:.1f}s, acc {s['final_accuracy']:.4f}, "
           f"up {s['bytes_up'] / 1e6:.2f} MB, down {s['bytes_down'] / 1e6:.2f} MB, "
           f"overhead median {s['overhead']['median'] * 1e3:.0f} ms, "
-          f"peak RSS {res.peak_rss_bytes / 2**20:.0f} MiB ({mem.samples} samples)",
+          f"peak RSS {res.peak_rss_bytes / 2**20:.0f} MiB ({mem.samples} samples)"
+          + (f"; WARNING: {cohort_note(s['cohort_differed'])}" if s["cohort_differed"] else ""),
           file=sys.stderr, flush=True)
     return res
 
@@ -329,8 +345,20 @@ def bytes_table(results: list[RunResult], repeats: int, ref: RunResult | None) -
         lines.append(
             f"| {_label(r, repeats)} | {s['rounds_completed']} / {s['rounds_failed']} | "
             f"{s['bytes_up'] / 1e6:.2f} MB | {s['bytes_down'] / 1e6:.2f} MB | {tot / 1e6:.2f} MB | "
-            f"{' | '.join(ratios)} | {acc:.4f} | {r.peak_rss_bytes / 2**20:.0f} |")
+            f"{' | '.join(ratios)} | {acc:.4f} | {r.peak_rss_bytes / 2**20:.0f} | "
+            f"{cohort_note(s['cohort_differed']) or 'full'} |")
     return "\n".join(lines)
+
+
+def cohort_summary(results: list[RunResult], repeats: int, clients: int) -> str:
+    bad = [f"`{_label(r, repeats)}`: {cohort_note(r.stats['cohort_differed'])}"
+           for r in results if r.stats["cohort_differed"]]
+    if not bad:
+        return (f"Cohort check: every run had selected == accepted == {clients} clients in "
+                "every round.")
+    return ("**Cohort check FAILED** (selected == accepted == "
+            f"{clients} clients in every round), so these runs are not comparable with a full "
+            "run: " + "; ".join(bad) + ".")
 
 
 def targets_table(results: list[RunResult], repeats: int, clients: int, sleeps: list[str],
@@ -476,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
           f"coordinator; ratio = dense `{REFERENCE}` reference bytes / variant bytes), "
           "accuracy, memory:", "",
           bytes_table(results, args.repeat, ref), "",
+          cohort_summary(results, args.repeat, args.clients), "",
           "Targets:", "", targets_table(results, args.repeat, args.clients, sleeps, client_sleeps), ""]
     if sleeps:
         md += ["`sleep(` calls in fedserver/:", "", *[f"- `{s}`" for s in sleeps], ""]

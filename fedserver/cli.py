@@ -30,9 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(config, int):
         return config
     configure_logging(config.log_level, config.log_format, name="fedserver")
+    from fedserver.model_state import CheckpointMismatch
     from fedserver.server import serve
 
-    return serve(config)
+    try:
+        return serve(config)
+    except CheckpointMismatch as exc:  # the state folder belongs to another program
+        print(f"fedserver: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

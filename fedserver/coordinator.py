@@ -220,6 +220,7 @@ class Coordinator:
             if not new:
                 return False
             assert self._train is not None and self._train.round == ticket.round
+            self._fix_weight_cap(self._train)
             self.runner.add(self._train, ticket.client_id, update,
                             claimed_examples=ticket.num_examples,
                             metrics={**metrics, "push_seconds": self.clock() - ticket.started})
@@ -240,6 +241,7 @@ class Coordinator:
                                        digest=digest)
             if not new:
                 return False
+            self._fix_weight_cap(self._evaluation)
             self.runner.add_evaluation(self._evaluation, client_id, metrics,
                                        claimed_examples=int(report.num_examples))
             self.sm.record_result(client_id, digest)
@@ -275,15 +277,17 @@ class Coordinator:
     # -- rounds and phases --------------------------------------------------------------------
     def _open_round(self, round_: int) -> None:
         """Fresh accumulators and instructions for ``round_`` (runs before its first phase)."""
-        reference = reference_examples(self._seen_clients.values())
         self._train: OpenRound | None = (
-            self.runner.open(round_, reference_examples=reference)
-            if self.plan.trains(round_) else None)
+            self.runner.open(round_) if self.plan.trains(round_) else None)
         self.instructions = (self._train.instructions if self._train is not None
                              else self.program.instructions(round_))
-        self._evaluation: EvaluationRound = self.runner.open_evaluation(
-            round_, reference_examples=reference)
+        self._evaluation: EvaluationRound = self.runner.open_evaluation(round_)
         self._round_opened = self.clock()
+
+    def _fix_weight_cap(self, open_round: OpenRound | EvaluationRound) -> None:
+        """At a round's first result its cohort has declared its sizes (at check-in)."""
+        if open_round.weight_cap is None:
+            self.runner.fix_weight_cap(open_round, reference_examples(self._seen_clients.values()))
 
     def _deadline_loop(self) -> None:
         with self._cond:

@@ -3,8 +3,12 @@
 One runner serves the coordinator, the centralized baseline, the benchmarks that emulate
 rounds and large-scale simulation, so the round maths exists once. A round:
 
-1. ``open(round, reference_examples=...)`` -> :class:`OpenRound`: the program's
-   instructions for the round (mask, scores, encoding), empty accumulators, the weight cap;
+1. ``open(round)`` -> :class:`OpenRound`: the program's instructions for the round (mask,
+   scores, encoding) and empty accumulators. The weight cap is fixed once per round from
+   the population's declared example counts, either at ``open(round,
+   reference_examples=...)`` or by ``fix_weight_cap`` (the coordinator does it at the first
+   push, when the cohort has declared its sizes); never changing within a round keeps the
+   result independent of arrival order;
 2. ``decode(open, ticket, payload)``: parse and validate a pushed update (pure, may run
    outside any lock);
 3. ``add(open, client_id, update, claimed_examples=..., metrics=...)``: bound the claimed
@@ -58,7 +62,7 @@ class OpenRound:
     instructions: RoundInstructions
     accumulator: Accumulator
     sides: dict[str, tuple[Aggregator, Accumulator]]
-    weight_cap: float
+    weight_cap: float | None  # None until fixed (see the module doc)
     client_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     server_seconds: float = 0.0
 
@@ -85,7 +89,7 @@ class RoundCandidate:
 class EvaluationRound:
     round: int
     mean: WeightedMean
-    weight_cap: float
+    weight_cap: float | None
     accumulator: Accumulator | None = None
     keys: tuple[str, ...] = ()
     client_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -104,13 +108,23 @@ class RoundRunner:
         return {"aggregator": self._aggregator, **self.program.transform_components()}
 
     # -- training rounds -----------------------------------------------------------------
-    def open(self, round: int, *, reference_examples: float = 0.0) -> OpenRound:
+    def open(self, round: int, *, reference_examples: float | None = None) -> OpenRound:
         spec = RoundSpec(round, self.shapes)
         sides = {key: (agg, agg.begin(agg.initialize(self.shapes), spec))
                  for key, agg in self.program.side_aggregators(round).items()}
         return OpenRound(round, self.program.instructions(round),
                          self.program.aggregator.begin(self._aggregator.state, spec), sides,
-                         self.program.weighting.cap(reference_examples))
+                         self._cap(reference_examples))
+
+    def _cap(self, reference_examples: float | None) -> float | None:
+        return None if reference_examples is None else self.program.weighting.cap(
+            reference_examples)
+
+    def fix_weight_cap(self, open_round: OpenRound | EvaluationRound,
+                       reference_examples: float) -> None:
+        """Fix the round's weight cap if it is not fixed yet (idempotent)."""
+        if open_round.weight_cap is None:
+            open_round.weight_cap = self.program.weighting.cap(reference_examples)
 
     def decode(self, open_round: OpenRound, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
         return decode_update(ticket, payload, shapes=self.shapes,
@@ -120,6 +134,8 @@ class RoundRunner:
             claimed_examples: int, metrics: Mapping[str, float] | None = None) -> float:
         """Fold one decoded update; returns the weight it was given."""
         start = time.perf_counter()
+        self.fix_weight_cap(open_round, 0.0)  # nothing declared: no cap
+        assert open_round.weight_cap is not None
         weight = self.program.weighting.weight(claimed_examples, cap=open_round.weight_cap)
         extras = {"scores": update.scores} if update.scores is not None else {}
         missing = set(open_round.sides) - set(extras)
@@ -175,10 +191,10 @@ class RoundRunner:
             component.load_state_dict(snapshot[name])
 
     # -- evaluation rounds ---------------------------------------------------------------
-    def open_evaluation(self, round: int, *, reference_examples: float = 0.0) -> EvaluationRound:
+    def open_evaluation(self, round: int, *,
+                        reference_examples: float | None = None) -> EvaluationRound:
         """Metrics are averaged by (capped) example count, whatever the training weighting."""
-        return EvaluationRound(round, WeightedMean(),
-                               self.program.weighting.cap(reference_examples))
+        return EvaluationRound(round, WeightedMean(), self._cap(reference_examples))
 
     def add_evaluation(self, ev: EvaluationRound, client_id: str, metrics: Mapping[str, float],
                        *, claimed_examples: int) -> None:
@@ -187,6 +203,8 @@ class RoundRunner:
             ev.keys = tuple(sorted(values))
             ev.accumulator = ev.mean.begin(ev.mean.initialize({}),
                                            RoundSpec(ev.round, {k: () for k in ev.keys}))
+        self.fix_weight_cap(ev, 0.0)
+        assert ev.weight_cap is not None
         weight = min(float(claimed_examples), ev.weight_cap)
         try:
             ev.accumulator.add(Contribution(client_id, values, weight))

@@ -32,6 +32,10 @@ def test_simulation_trains_and_writes_report(tmp_path: Path) -> None:
         assert r["metrics"]["federated_eval_clients"] == 3
         assert 0 <= r["metrics"]["federated_accuracy"] <= 1
         assert r["metrics"]["federated_evaluated_on_train"] == 1.0  # W1: no local hold-out
+        per_client = r["client_metrics"]  # the ground for fairness reports
+        assert sorted(per_client) == sorted(r["clients"])
+        for m in per_client.values():
+            assert {"train_loss", "num_examples", "weight", "federated_accuracy"} <= set(m)
     assert (out / "report.json").exists()
     png = (out / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
