@@ -267,6 +267,7 @@ def mask_sparsity(mask_id: str) -> float | None:
 
 
 def run_fed(cell: Cell, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    from federation import cohort_differed
     from fedprune.simulate import SimulationSpec, run_simulation
 
     run_dir = out / "runs" / cell.name
@@ -283,6 +284,7 @@ def run_fed(cell: Cell, args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "run_dir": str(run_dir.relative_to(REPO) if run_dir.is_relative_to(REPO) else run_dir),
         "run_wall_s": wall, "rounds_completed": len(rounds),
         "rounds_failed": report["totals"]["rounds_failed"],
+        "cohort_differed": cohort_differed(report, args.clients, args.rounds),
         "final_accuracy": report["totals"]["final_accuracy"],
         "best_accuracy": acc[best] if best is not None else None,
         "best_round": rounds[best]["round"] if best is not None else None,
@@ -359,6 +361,8 @@ def describe(d: dict[str, Any]) -> str:
     s = f"acc {d['final_accuracy']:.4f} (best {d['best_accuracy']:.4f} @ r{d['best_round']})"
     if "bytes_up" in d:
         s += f", up {d['bytes_up'] / 1e6:.2f} MB, down {d['bytes_down'] / 1e6:.2f} MB"
+    if d.get("cohort_differed"):
+        s += f"; WARNING: cohort differed in rounds {d['cohort_differed']}"
     return s + f", {d['run_wall_s']:.0f}s"
 
 
@@ -438,12 +442,36 @@ def fed_table(rows: list[dict[str, Any]], ref_total: float, zref_total: float | 
         else:
             ex = "n/a | n/a | n/a | n/a"
         lines.append(
-            f"| `{d['name']}` | {d['scheme']} | {d['granularity']} | {sp} | {d['values']}"
+            f"| `{d['name']}`{_cohort_flag(d)} | {d['scheme']} | {d['granularity']} | {sp} | {d['values']}"
             f"{'' if d['zstd'] else ' (no zstd)'} | {d['schedule'] or '-'} | "
             f"{_acc(d['final_accuracy'])} | {_acc(d['best_accuracy'])} ({d['best_round']}) | "
             f"{_mb(d['bytes_up'])} | {_mb(d['bytes_down'])} | {_mb(tot)} | "
             f"{ref_total / tot:.2f}x | {zr} | {ex} |")
     return "\n".join(lines)
+
+
+def _cohort_flag(d: dict[str, Any]) -> str:
+    """Mark a cell that did not run with the whole cohort in every round (or was not checked)."""
+    if "cohort_differed" not in d:
+        return " (cohort not checked)"
+    return f" **(cohort differed in rounds {d['cohort_differed']})**" if d["cohort_differed"] else ""
+
+
+def cohort_summary(fed: dict[str, dict[str, Any]], clients: int) -> str:
+    bad = [f"`{n}`: cohort differed in rounds {d['cohort_differed']}"
+           for n, d in sorted(fed.items()) if d.get("cohort_differed")]
+    unchecked = [f"`{n}`" for n, d in sorted(fed.items()) if "cohort_differed" not in d]
+    lines = []
+    if bad:
+        lines.append(f"**Cohort check FAILED** (selected == accepted == {clients} clients in "
+                     "every round), these cells are not comparable with full runs: "
+                     + "; ".join(bad) + ".")
+    else:
+        lines.append(f"Cohort check: every checked federated cell had selected == accepted == "
+                     f"{clients} clients in every round.")
+    if unchecked:
+        lines.append("Not checked (cached before the check existed): " + ", ".join(unchecked) + ".")
+    return " ".join(lines)
 
 
 def _excluded(d: dict[str, Any]) -> str:
@@ -684,6 +712,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, out: Pa
           f"W1: {args.clients} clients x {args.rounds} rounds, FedAvg defaults. Byte reference "
           f"`dense-fp32` (fp32 both ways, zstd off): {_mb(ref_total)} MB total. Schedules:", "",
           sched_md, "",
+          cohort_summary(fed, args.clients), "",
           "Dense FedAvg:", "", fed_table(ctx, ref_total, zref_total), "",
           f"Federated pruning grid (schedule `{args.schedule}`):", "",
           fed_table(grid, ref_total, zref_total), "",
