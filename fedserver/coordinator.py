@@ -346,10 +346,10 @@ class Coordinator:
         if candidate is not None:
             self.runner.commit(candidate)
         write_report(self.state_dir, self.store, finished=False)
-        log.info("round %d %s (%s): %d/%d updates, version %d, %s", step.round, record.status,
-                 record.reason, record.accepted, record.selected, self.model.version,
-                 ", ".join(f"{k}={v:.4f}" for k, v in record.metrics.items())
-                 or "no evaluation")
+        log.info("round %d %s (%s): %d/%d updates, version %d, %s; close %.3fs under the lock",
+                 step.round, record.status, record.reason, record.accepted, record.selected,
+                 self.model.version, ", ".join(f"{k}={v:.4f}" for k, v in record.metrics.items())
+                 or "no evaluation", time.perf_counter() - start)
 
     def _close_evaluation_phase(self, closed: ClosedStep) -> None:
         """Federated evaluation metrics go to the round that produced the evaluated model."""

@@ -8,8 +8,8 @@ The time split of a round, all in seconds:
 * ``waiting``: the rest (selection, stragglers, scheduling);
 * ``overhead``: ``wall - training``, what the coordinator and the network add per round;
 * ``close``: the round close under the coordinator's lock (aggregate, transforms including
-  server evaluation, checkpoint write and fsync, round record), during which check-ins and
-  pushes wait.
+  server evaluation, checkpoint write and fsync), during which check-ins and pushes wait;
+  the round record and report rewrite that follow are in the coordinator's log line.
 Bytes are the serialized sizes of every request and response message, per direction.
 """
 
