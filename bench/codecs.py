@@ -1,8 +1,8 @@
 """W2 `codec-10M`: size, entropy ratio and throughput of the fedcompression codecs.
 
-Workload (docs/../BENCHMARK.md W2): a ~10M-parameter float32 "model" of 4 conv and 3
-linear tensors, weights N(0, 0.05), seed 0; magnitude pruning (uniform per tensor) to
-sparsity {0, 0.5, 0.9, 0.99}; formats dense fp32 / fp16 / int8, sparse (explicit
+Workload (W2 ``codec-10M``, docs/workloads.md): a ~10M-parameter float32 "model" of 4
+conv and 3 linear tensors, weights N(0, 0.05), seed 0; magnitude pruning (uniform per
+tensor) to sparsity {0, 0.5, 0.9, 0.99}; formats dense fp32 / fp16 / int8, sparse (explicit
 positions, fp32 values), sparse with the mask implied, sparse + clustered k=16
 (explicit and implied), each with and without zstd; plus "sparse int8" (explicit
 positions, int8 values), which is what ``positions="auto"`` picks for pruned int8 tensors.

@@ -1,14 +1,14 @@
 """W1 federated pruning: schemes x granularity x sparsity x wire values, vs dense FedAvg.
 
-Workload (BENCHMARK.md W1, FedAvg defaults): the real coordinator and 10 client daemons
-(separate OS processes, real gRPC over loopback) via ``fedprune.simulate.run_simulation``,
-30 rounds, MLP 64-256-256-10, 2 local epochs SGD lr 0.05 momentum 0.9 batch 32.
+Workload: W1 ``digits-mlp`` as defined in docs/workloads.md (FedAvg defaults): the real
+coordinator and 10 client daemons (separate OS processes, real gRPC over loopback) via
+``fedprune.simulate.run_simulation``, 30 rounds, MLP 64-256-256-10, 2 local epochs SGD lr 0.05 momentum 0.9 batch 32.
 
 Cells (run in this priority order, so a cut-short run still answers the targets):
 
 1. ``dense-fp32``: pruning off, fp32 both ways, **zstd off** — the byte reference. It is
-   what BENCHMARK.md calls one dense float32 copy per client per direction per round
-   (~2 x 10 x 30 x 340 KB = 204 MB) and is exactly what ``bench/federation.py`` uses as
+   one dense float32 copy per client per direction per round (~2 x 10 x 30 x 340 KB =
+   204 MB; bytes counted as in docs/workloads.md) and is exactly what ``bench/federation.py`` uses as
    its reference, so ratios here and there are comparable.
 2. Federated pruning, main schedule (``--schedule``, default ``cubic15``), for scheme
    {server-mask, client-scores} x granularity {unstructured, structured (columns)} x
