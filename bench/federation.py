@@ -2,8 +2,12 @@
 
 Workload (W1 ``digits-mlp``, docs/workloads.md): the real coordinator
 (``python -m fedserver``) and N client daemons (``python -m fedclient``), each its own OS
-process, real gRPC over loopback, started by ``fedprune.simulate.run_simulation`` with the default coordinator config
-(10 clients, 30 rounds, digits, MLP 64-256-256-10, 2 local epochs, FedAvg).
+process, real gRPC over loopback, started by ``fedprune.simulate.run_simulation`` with the
+default coordinator config (10 clients, 30 rounds, digits, MLP 64-256-256-10, 2 local
+epochs, FedAvg) except ``round.min_clients`` = the cohort, so every round waits for all N
+clients. Each run is checked for that: a run in which some round's selected or accepted
+count was not N is flagged ("cohort differed in rounds [...]") in its log line, the bytes
+table and the summary, and must not be compared with a full run.
 
 Per run it reports, from the coordinator's ``report.json``:
 * wall time of the whole run (process start to exit) and of the rounds (first round's
@@ -210,8 +214,10 @@ def summarize(report: dict[str, Any], clients: int, n_rounds: int) -> dict[str, 
 
 
 def run_once(variant: str, repeat: int, args: argparse.Namespace, out: Path) -> RunResult:
-    overrides = [f"round.clients_per_round={args.clients}", f"round.rounds={args.rounds}",
-                 *args.set, *variant_overrides(variant)]
+    # min_clients = the cohort: selection waits for every client, also when their start-up
+    # outlasts round.selection_timeout_s on a loaded machine (W1 uses all N in every round)
+    overrides = [f"round.clients_per_round={args.clients}", f"round.min_clients={args.clients}",
+                 f"round.rounds={args.rounds}", *args.set, *variant_overrides(variant)]
     server = config_io.load(ServerConfig, overrides=overrides)
     spec = SimulationSpec(out=out, clients=args.clients, server=server,
                           progress=args.progress, timeout_s=args.timeout)

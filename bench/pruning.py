@@ -258,7 +258,9 @@ def save(out: Path, cell: Cell, data: dict[str, Any]) -> None:
 def server_config(cell: Cell, args: argparse.Namespace) -> ServerConfig:
     return config_io.load(ServerConfig, overrides=[
         f"round.rounds={args.rounds}", f"round.clients_per_round={args.clients}",
-        *cell.overrides], environ={})
+        # the whole cohort every round, also when client start-up outlasts the selection
+        # timeout on a loaded machine (see bench/federation.py)
+        f"round.min_clients={args.clients}", *cell.overrides], environ={})
 
 
 def mask_sparsity(mask_id: str) -> float | None:
