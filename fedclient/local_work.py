@@ -25,6 +25,7 @@ from fedcompression import group_scores
 from fedcore.datasets import ClientData
 from fedcore.masking import mask_hooks
 from fedcore.models import build_model
+from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.proximal import ProximalTerm
@@ -87,6 +88,9 @@ class LocalWorker:
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
                    "train_seconds": time.perf_counter() - start}
+        if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding
+            delta, fitted = clip_to_norm(delta, t.clip_norm)
+            metrics["dp_unclipped"] = float(fitted)
         return TrainOutcome(delta, scores, result.num_examples, metrics)
 
     def _scores(self, model: torch.nn.Module, t: cpb.TrainInstructions) -> Params:

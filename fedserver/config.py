@@ -112,6 +112,38 @@ class NormBoundConfig:
 
 
 @dataclass(frozen=True)
+class DPConfig:
+    """``[dp]``: user-level differential privacy (preset ``dp_fedavg``), validated as a unit.
+
+    Each round clips every client's delta to ``clip_norm`` (the initial norm when
+    ``adaptive``), sums, adds N(0, (noise_multiplier * clip_norm)^2) and divides by
+    ``expected_clients``. Selection is not Poisson sampling, so the accountant claims no
+    amplification by sampling (q = 1)."""
+
+    noise_multiplier: float = 1.0
+    clip_norm: float = 1.0
+    adaptive: bool = False  # move clip_norm toward target_quantile of the update norms
+    target_quantile: float = 0.5
+    clip_learning_rate: float = 0.2
+    count_stddev: float = 0.0  # adaptive: noise on the unclipped count (0: expected / 20)
+    expected_clients: int = 0  # the fixed denominator (0: round.clients_per_round)
+    delta: float = 1e-5
+    target_epsilon: float = 0.0  # stop the run before exceeding it (0: no budget)
+    testing_seed: int = -1  # >= 0: reproducible noise, NOT private (tests only)
+
+    def __post_init__(self) -> None:
+        inf = float("inf")
+        _check(0 <= self.noise_multiplier < inf, "noise_multiplier", "must be finite and >= 0")
+        _check(0 < self.clip_norm < inf, "clip_norm", "must be finite and > 0")
+        _check(0 < self.target_quantile < 1, "target_quantile", "must be in (0, 1)")
+        _check(0 < self.clip_learning_rate < inf, "clip_learning_rate", "must be > 0")
+        _check(0 <= self.count_stddev < inf, "count_stddev", "must be finite and >= 0")
+        _check(self.expected_clients >= 0, "expected_clients", "must be >= 0")
+        _check(0 < self.delta < 1, "delta", "must be in (0, 1)")
+        _check(0 <= self.target_epsilon < inf, "target_epsilon", "must be finite and >= 0")
+
+
+@dataclass(frozen=True)
 class AggregationConfig:
     """Which round program runs (``preset``) and how claimed example counts become weights."""
 
@@ -171,6 +203,7 @@ class ServerConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    dp: DPConfig = field(default_factory=DPConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     wire: WireConfig = field(default_factory=WireConfig)
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(shared_token="fedprune-local"))

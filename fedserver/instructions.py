@@ -29,6 +29,7 @@ class RoundInstructions:
     compute_scores: bool = False
     score_kind: str = ""
     score_granularity: dict[str, str] = field(default_factory=dict)
+    clip_norm: float = 0.0  # DP: clients clip their delta to this L2 norm (0: no clipping)
 
     @property
     def side_keys(self) -> frozenset[str]:

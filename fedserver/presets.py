@@ -5,7 +5,7 @@
 first), and which client-objective transforms run. :func:`build_program` adds the
 transforms every program shares, in the fixed order
 
-    optimizer step -> client objective -> pruning step -> server evaluation
+    optimizer step -> client objective -> pruning step -> server evaluation -> accounting
 
 | preset     | aggregator                | optimizer (default lr) | clients told           |
 |------------|---------------------------|------------------------|------------------------|
@@ -14,6 +14,7 @@ transforms every program shares, in the fixed order
 | fedadam    | WeightedMean              | Adam (0.01)            | -                      |
 | fedyogi    | WeightedMean              | Yogi (0.01)            | -                      |
 | robust_fedavg | NormBound(WeightedMean, max_norm 1.0) | SGD (1.0)  | -                      |
+| dp_fedavg  | FixedDenominatorMean(DPSum) | SGD (1.0)            | clip_norm; + accounting |
 
 Adding an aggregator wrapper: one module under ``fedserver/aggregators``, one entry here,
 one config table, its contract tests. Impossible combinations are :data:`RULES`, each
@@ -29,16 +30,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fedcore.model_codec import Encoding
+from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import Aggregator
-from fedserver.aggregators.mean import WeightedMean
+from fedserver.aggregators.dp_sum import DPSum
+from fedserver.aggregators.mean import FixedDenominatorMean, WeightedMean
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.weighting import Weighting
+from fedserver.privacy.accountant import PrivacyAccountant
+from fedserver.privacy.noise import SecureGaussian
 from fedserver.round_program import RoundProgram
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
 from fedserver.transforms.base import ModelTransform
 from fedserver.transforms.client_objective import ProximalObjective
 from fedserver.transforms.evaluation_step import EvaluationStep, Evaluator
 from fedserver.transforms.optimizer_step import OptimizerStep
+from fedserver.transforms.privacy_accounting import PrivacyAccounting
 from fedserver.transforms.pruning_step import PruningStep
 
 if TYPE_CHECKING:
@@ -64,6 +70,34 @@ def _norm_bounded_mean(config: ServerConfig) -> Aggregator:
     return NormBound(WeightedMean(), max_norm=config.aggregation.norm_bound.max_norm or 1.0)
 
 
+def _expected_clients(config: ServerConfig) -> int:
+    return config.dp.expected_clients or config.round.clients_per_round
+
+
+def _dp_mean(config: ServerConfig) -> Aggregator:
+    dp, expected = config.dp, _expected_clients(config)
+    clip: float | AdaptiveClip = dp.clip_norm
+    if dp.adaptive:
+        clip = AdaptiveClip(initial_norm=dp.clip_norm, target_quantile=dp.target_quantile,
+                            learning_rate=dp.clip_learning_rate,
+                            count_stddev=dp.count_stddev or expected / 20)
+    noise = SecureGaussian(testing_seed=dp.testing_seed if dp.testing_seed >= 0 else None)
+    return FixedDenominatorMean(DPSum(clip=clip, noise_multiplier=dp.noise_multiplier,
+                                      expected_clients=expected, noise=noise),
+                                denominator=expected)
+
+
+def _no_accounting(config: ServerConfig) -> tuple[ModelTransform, ...]:
+    return ()
+
+
+def _accounting(config: ServerConfig) -> tuple[ModelTransform, ...]:
+    dp = config.dp
+    return (PrivacyAccounting(PrivacyAccountant(delta=dp.delta),
+                              noise_multiplier=dp.noise_multiplier,
+                              target_epsilon=dp.target_epsilon),)
+
+
 def _no_client_objective(s: StrategyConfig) -> tuple[ModelTransform, ...]:
     return ()
 
@@ -78,6 +112,7 @@ class Preset:
     aggregator: Callable[[ServerConfig], Aggregator] = _mean
     client_objective: Callable[[StrategyConfig], tuple[ModelTransform, ...]] = \
         _no_client_objective
+    accounting: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_accounting
 
 
 PRESETS: Mapping[str, Preset] = {
@@ -86,6 +121,7 @@ PRESETS: Mapping[str, Preset] = {
     "fedadam": Preset(_adaptive(ServerAdam)),
     "fedyogi": Preset(_adaptive(ServerYogi)),
     "robust_fedavg": Preset(_sgd, aggregator=_norm_bounded_mean),
+    "dp_fedavg": Preset(_sgd, aggregator=_dp_mean, accounting=_accounting),
 }
 
 
@@ -106,6 +142,19 @@ RULES: tuple[Rule, ...] = (
          lambda c: c.aggregation.norm_bound.max_norm > 0
          and c.aggregation.preset != "robust_fedavg",
          "a norm bound is applied only by the robust_fedavg preset"),
+    Rule(("aggregation.preset", "aggregation.weighting"),
+         lambda c: c.aggregation.preset == "dp_fedavg" and c.aggregation.weighting != "uniform",
+         "DP needs a bounded contribution per client: set aggregation.weighting = 'uniform'"),
+    Rule(("aggregation.preset", "pruning.scheme"),
+         lambda c: c.aggregation.preset == "dp_fedavg" and c.pruning.enabled
+         and c.pruning.scheme == "client-scores",
+         "client importance scores are not privatized; use pruning.scheme = 'server-mask' "
+         "(masks from the noised model are post-processing)"),
+    Rule(("dp.noise_multiplier", "dp.count_stddev"),
+         lambda c: c.aggregation.preset == "dp_fedavg" and c.dp.adaptive
+         and c.dp.noise_multiplier >= 2 * (c.dp.count_stddev or _expected_clients(c) / 20),
+         "adaptive clipping spends part of the noise on the count: need noise_multiplier < "
+         "2 * count_stddev (count_stddev defaults to expected_clients / 20)"),
 )
 
 
@@ -129,6 +178,7 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
         transforms.append(PruningStep(controller))
     if evaluator is not None:
         transforms.append(EvaluationStep(evaluator, label=config.evaluation.test_set))
+    transforms += preset.accounting(config)
     wire, agg = config.wire, config.aggregation
     return RoundProgram(
         name=config.aggregation.preset, aggregator=preset.aggregator(config),

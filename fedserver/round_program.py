@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedcore.model_codec import Encoding
-from fedserver.aggregators.base import Aggregator, State
+from fedserver.aggregators.base import Aggregator, State, find_key
 from fedserver.aggregators.weighting import Weighting
 from fedserver.instructions import RoundInstructions, merge_instructions
 from fedserver.model_state import Stateful
@@ -53,9 +53,24 @@ class RoundProgram:
         if len(set(names)) != len(names) or "aggregator" in names:
             raise ValueError(f"transform names must be unique and not 'aggregator': {names}")
 
-    def instructions(self, round: int) -> RoundInstructions:
-        return merge_instructions(round, {"encoding": self.encoding},
+    def instructions(self, round: int, *, aggregator_state: State | None = None
+                     ) -> RoundInstructions:
+        """Transforms' instructions; a DP aggregator's current clip norm (found in its
+        state) is told to clients so they clip before their lossy encoding."""
+        base: dict[str, Any] = {"encoding": self.encoding}
+        clip = find_key(aggregator_state or {}, "clip_norm")
+        if clip is not None:
+            base["clip_norm"] = float(clip)
+        return merge_instructions(round, base,
                                   ((t.name, t.instructions(round)) for t in self.transforms))
+
+    def admits(self, round: int) -> str | None:
+        """Why ``round`` must not run (e.g. it would exceed the privacy budget), or None."""
+        for t in self.transforms:
+            reason = t.admits(round)
+            if reason is not None:
+                return reason
+        return None
 
     def side_aggregators(self, round: int) -> dict[str, Aggregator]:
         sides: dict[str, Aggregator] = {}

@@ -79,7 +79,7 @@ class OpenRound:
 class RoundCandidate:
     round: int
     model: ModelState
-    metrics: dict[str, float]  # server-side evaluation of the new model
+    metrics: dict[str, float]  # transforms' metrics: server evaluation, privacy spent
     measurements: dict[str, Any]  # nested by role: aggregator, each transform
     snapshot: dict[str, dict[str, Any]]  # component states before the close
     aggregator_state: dict[str, Any]
@@ -112,7 +112,8 @@ class RoundRunner:
         spec = RoundSpec(round, self.shapes)
         sides = {key: (agg, agg.begin(agg.initialize(self.shapes), spec))
                  for key, agg in self.program.side_aggregators(round).items()}
-        return OpenRound(round, self.program.instructions(round),
+        instructions = self.program.instructions(round, aggregator_state=self._aggregator.state)
+        return OpenRound(round, instructions,
                          self.program.aggregator.begin(self._aggregator.state, spec), sides,
                          self._cap(reference_examples))
 
@@ -143,7 +144,7 @@ class RoundRunner:
             raise InvalidUpdate(f"this round needs the update's {sorted(missing)} tensors")
         try:  # every part is validated before anything is folded
             contribution = Contribution(client_id, checked_values(update.delta, self.shapes),
-                                        weight, extras)
+                                        weight, extras, dict(metrics or {}))
             for _, side in open_round.sides.values():
                 side.add(contribution)
             open_round.accumulator.add(contribution)
@@ -163,7 +164,7 @@ class RoundRunner:
             return None
         sides = {key: a.finalize({}, acc).result for key, (a, acc) in open_round.sides.items()}
         snapshot = {name: c.state_dict() for name, c in self.components().items()}
-        result = RoundResult(open_round.round, output.result, sides)
+        result = RoundResult(open_round.round, output.result, sides, output.measurements)
         model = self.model
         measurements: dict[str, Any] = {"aggregator": output.measurements}
         try:
@@ -174,7 +175,8 @@ class RoundRunner:
         except BaseException:
             self._restore(snapshot)
             raise
-        metrics = dict(measurements.get("evaluation", {}).get("metrics", {}))
+        metrics = {k: v for m in measurements.values() if isinstance(m, dict)
+                   for k, v in m.get("metrics", {}).items()}
         open_round.server_seconds += time.perf_counter() - start
         return RoundCandidate(open_round.round, model.replace(version=self.model.version + 1),
                               metrics, measurements, snapshot, output.state)

@@ -55,8 +55,10 @@ def test_masks_clear_adaptive_moments_and_state_round_trips() -> None:
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets(name: str) -> None:
+    extra = ["aggregation.weighting=uniform"] if name == "dp_fedavg" else []
     config = config_io.load(ServerConfig, overrides=[f"aggregation.preset={name}",
-                                                     "strategy.proximal_mu=0.1"], environ={})
+                                                     "strategy.proximal_mu=0.1", *extra],
+                            environ={})
     program = build_program(config, initial={"w": np.zeros(2, np.float32)}, evaluator=None)
     assert program.name == name
     assert [t.name for t in program.transforms][0] == "optimizer"

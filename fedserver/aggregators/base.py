@@ -52,12 +52,14 @@ class RejectedContribution(ValueError):
 
 @dataclass(frozen=True)
 class Contribution:
-    """One client's input to a round: named float arrays, a bounded weight, side tensors."""
+    """One client's input to a round: named float arrays, a bounded weight, side tensors,
+    and scalars the client reported about its update (e.g. whether DP clipping bit it)."""
 
     client_id: str
     values: Arrays
     weight: float = 1.0
     extras: Mapping[str, Arrays] = field(default_factory=dict)
+    reports: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,17 @@ def same_kind(acc: object, other: object) -> None:
     """``merge`` only folds accumulators of one aggregator and round."""
     if type(acc) is not type(other):
         raise TypeError(f"cannot merge {type(other).__name__} into {type(acc).__name__}")
+
+
+def find_key(tree: Any, key: str) -> Any:
+    """The first value stored under ``key`` in a nested state or measurements tree (depth
+    first), or None. How the program finds what a wrapper publishes at any depth: the
+    DP clip norm in the state (told to clients), the DP event in the measurements."""
+    if isinstance(tree, Mapping):
+        if key in tree:
+            return tree[key]
+        for value in tree.values():
+            found = find_key(value, key)
+            if found is not None:
+                return found
+    return None

@@ -100,3 +100,34 @@ class UnweightedMean(_Mean):
     """``sum_k x_k / K``: every contribution counts once, whatever weight it carries."""
 
     weighted = False
+
+
+class FixedDenominatorMean:
+    """``value_sum / denominator``: the mean over the *expected* cohort size.
+
+    DP needs it: dividing by the number of clients that showed up would make the result
+    depend on one client's presence beyond its clipped contribution. Weights are not used.
+    """
+
+    def __init__(self, value_sum: Aggregator, *, denominator: float) -> None:
+        if not (np.isfinite(denominator) and denominator > 0):
+            raise ValueError(f"denominator must be finite and > 0, got {denominator!r}")
+        self.value_sum, self.denominator = value_sum, float(denominator)
+        self.max_buffered = value_sum.max_buffered
+
+    def initialize(self, shapes: Shapes) -> State:
+        return {"value_sum": self.value_sum.initialize(shapes)}
+
+    def begin(self, state: State, spec: RoundSpec) -> Accumulator:
+        return self.value_sum.begin(state["value_sum"], spec)
+
+    def finalize(self, state: State, acc: Accumulator) -> Output:
+        values = self.value_sum.finalize(state["value_sum"], acc)
+        result = None if values.result is None else {
+            n: (v / self.denominator).astype(np.float32) for n, v in values.result.items()}
+        return Output({"value_sum": values.state}, result,
+                      {"denominator": self.denominator, "value_sum": values.measurements})
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": "FixedDenominatorMean", "denominator": self.denominator,
+                "value_sum": self.value_sum.get_config()}

@@ -22,8 +22,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
+from fedcore.norms import clip_scale, global_l2_norm
 from fedserver.aggregators.base import (
     Accumulator,
     Aggregator,
@@ -48,12 +47,7 @@ class NormBoundAccumulator:
 
     def add(self, contribution: Contribution) -> None:
         values = checked_values(contribution.values, self._shapes)
-        norm = math.sqrt(sum(float(np.vdot(v, v)) for v in values.values()))
-        if math.isinf(norm):  # the squares overflowed: rescale by the largest entry first
-            peak = max(float(np.max(np.abs(v))) for v in values.values() if v.size)
-            norm = peak * math.sqrt(sum(float(np.vdot(v / peak, v / peak))
-                                        for v in values.values()))
-        scale = min(1.0, self._max_norm / norm) if norm > 0 else 1.0
+        scale = clip_scale(global_l2_norm(values), self._max_norm)
         self.inner.add(replace(contribution, values={n: v * scale for n, v in values.items()}))
         self.clipped += scale < 1.0
 

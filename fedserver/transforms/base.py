@@ -10,7 +10,10 @@ evaluation. Each transform
 * ``side_aggregators(round) -> dict[str, Aggregator]``: extra tensor groups it needs
   folded from the updates (key = ``UpdatePayload`` field, e.g. ``"scores"``);
 * ``apply(round, model, result) -> (model, measurements)``: the next model, never
-  mutating the one it was given;
+  mutating the one it was given; a ``"metrics"`` mapping in the measurements becomes
+  round metrics in the run report;
+* ``admits(round) -> str | None``: a reason the round must not run (the privacy budget),
+  which ends the run cleanly before it;
 * ``state_dict()`` / ``load_state_dict()`` / ``get_config()``: stateful transforms resume
   after a restart; a checkpoint refuses another configuration.
 
@@ -37,6 +40,7 @@ class RoundResult:
     round: int
     mean_delta: Mapping[str, np.ndarray]
     sides: Mapping[str, Mapping[str, np.ndarray] | None] = field(default_factory=dict)
+    measurements: Mapping[str, Any] = field(default_factory=dict)  # the aggregator's
 
 
 class ModelTransform(Protocol):
@@ -44,6 +48,7 @@ class ModelTransform(Protocol):
 
     def instructions(self, round: int) -> dict[str, Any]: ...
     def side_aggregators(self, round: int) -> dict[str, Aggregator]: ...
+    def admits(self, round: int) -> str | None: ...
     def apply(self, round: int, model: ModelState,
               result: RoundResult) -> tuple[ModelState, dict[str, Any]]: ...
     def state_dict(self) -> dict[str, Any]: ...
@@ -61,6 +66,9 @@ class StatelessTransform:
 
     def side_aggregators(self, round: int) -> dict[str, Aggregator]:
         return {}
+
+    def admits(self, round: int) -> str | None:
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -45,6 +45,9 @@ class PruningStep:
                                        shapes=self.controller.score_shapes(),
                                        make_combiner=lambda: self.controller.new_combiner(round))}
 
+    def admits(self, round: int) -> str | None:
+        return None
+
     def apply(self, round: int, model: ModelState,
               result: RoundResult) -> tuple[ModelState, dict[str, Any]]:
         update = self.controller.update_after_aggregation(round, model.params,

@@ -1,0 +1,1 @@
+"""Differential privacy on the server: secure Gaussian noise and the privacy accountant."""
