@@ -335,7 +335,7 @@ def time_table(results: list[RunResult], repeats: int) -> str:
 
 def bytes_table(results: list[RunResult], repeats: int, ref: RunResult | None) -> str:
     head = ("| variant | rounds ok / failed | bytes up | bytes down | bytes total | "
-            "vs dense ref: up | down | total | final accuracy | coordinator peak RSS MiB |")
+            "vs dense ref: up | down | total | final accuracy | coordinator peak RSS MiB | cohort |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results:
         s = r.stats

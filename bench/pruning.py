@@ -2,7 +2,9 @@
 
 Workload: W1 ``digits-mlp`` as defined in docs/workloads.md (FedAvg defaults): the real
 coordinator and 10 client daemons (separate OS processes, real gRPC over loopback) via
-``fedprune.simulate.run_simulation``, 30 rounds, MLP 64-256-256-10, 2 local epochs SGD lr 0.05 momentum 0.9 batch 32.
+``fedprune.simulate.run_simulation``, 30 rounds, MLP 64-256-256-10, 2 local epochs SGD
+lr 0.05 momentum 0.9 batch 32, every round with all 10 clients (``round.min_clients`` = 10;
+a cell whose cohort differed in some round is flagged in the log, tables and summary).
 
 Cells (run in this priority order, so a cut-short run still answers the targets):
 
