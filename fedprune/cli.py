@@ -4,6 +4,7 @@
     fedprune simulate --clients 3 --rounds 5 --set wire.uplink=int8
     fedprune report runs/latest/report.json
     fedprune export runs/latest --out model.fpm --values int8 --shrink
+    fedprune privacy --target-epsilon 8 --rounds 30        # noise multiplier for a budget
 """
 
 from __future__ import annotations
@@ -74,6 +75,37 @@ def _export(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy(ns: argparse.Namespace) -> int:
+    from fedserver.privacy import accountant as acc
+
+    given = [ns.noise_multiplier is not None, ns.rounds is not None,
+             ns.target_epsilon is not None]
+    if sum(given) != 2:
+        print("fedprune privacy: give exactly two of --noise-multiplier, --rounds, "
+              "--target-epsilon", file=sys.stderr)
+        return 2
+    if not 0 < ns.delta < 1 or not 0 < ns.sampling_rate <= 1:
+        print("fedprune privacy: --delta must be in (0, 1) and --sampling-rate in (0, 1]",
+              file=sys.stderr)
+        return 2
+    where = f"delta {ns.delta:g}, sampling rate {ns.sampling_rate:g} (RDP, dp-accounting)"
+    if ns.target_epsilon is None:
+        eps = acc.epsilon_of([(ns.noise_multiplier, ns.sampling_rate)] * ns.rounds, ns.delta)
+        print(f"epsilon {eps:.4f} after {ns.rounds} rounds at noise multiplier "
+              f"{ns.noise_multiplier:g}; {where}")
+    elif ns.noise_multiplier is None:
+        z = acc.noise_for_epsilon(ns.target_epsilon, rounds=ns.rounds, delta=ns.delta,
+                                  q=ns.sampling_rate)
+        print(f"noise multiplier {z:.4f} keeps {ns.rounds} rounds within epsilon "
+              f"{ns.target_epsilon:g}; {where}")
+    else:
+        n = acc.rounds_for_epsilon(ns.target_epsilon, noise_multiplier=ns.noise_multiplier,
+                                   delta=ns.delta, q=ns.sampling_rate)
+        print(f"{n} rounds at noise multiplier {ns.noise_multiplier:g} stay within epsilon "
+              f"{ns.target_epsilon:g}; {where}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedprune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -105,6 +137,17 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--shrink", action="store_true",
                      help="remove neurons that structured pruning made dead (Linear/ReLU chains)")
     exp.set_defaults(func=_export)
+    prv = sub.add_parser("privacy", help="plan a DP run: epsilon, rounds or noise multiplier",
+                         description="Give two of noise multiplier, rounds and target "
+                         "epsilon; prints the third (user-level DP, RDP accountant).")
+    prv.add_argument("--noise-multiplier", type=float, help="dp.noise_multiplier")
+    prv.add_argument("--rounds", type=int, help="training rounds")
+    prv.add_argument("--target-epsilon", type=float, help="dp.target_epsilon")
+    prv.add_argument("--delta", type=float, default=1e-5, help="dp.delta (1e-5)")
+    prv.add_argument("--sampling-rate", type=float, default=1.0,
+                     help="Poisson sampling rate q of the population (1.0, no amplification: "
+                     "what the coordinator's cohort selection gives today)")
+    prv.set_defaults(func=_privacy)
     return p
 
 

@@ -64,6 +64,7 @@ class Emulation:
                          for i, data in enumerate(clients)]
         self._tasks = TaskFactory(config, run_id=RUN_ID, clock=time.monotonic)
         self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
+        self.stop_reason: str | None = None
 
     def run_round(self, round: int) -> dict[str, Any]:
         start = time.perf_counter()
@@ -101,8 +102,12 @@ class Emulation:
                 "bytes_down": bytes_down, "seconds": time.perf_counter() - start}
 
     def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
+        """Up to ``rounds`` rounds; stops early when the program refuses a round (budget)."""
         records = []
         for t in range(1, rounds + 1):
+            self.stop_reason = self.program.admits(t)
+            if self.stop_reason is not None:
+                break
             records.append(self.run_round(t))
             if on_round is not None:
                 on_round(records[-1])

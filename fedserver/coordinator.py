@@ -84,6 +84,7 @@ class Coordinator:
                                     version=self.model.version,
                                     mask_id=self.instructions.mask_id, clock=clock,
                                     plan=self.plan)
+        self._check_admitted(first_round)
         self._timer = RoundTimer(clock)
         self._payload_cache: dict[tuple[int, str, bool], bytes] = {}
         self._bytes: dict[int, list[int]] = {}
@@ -309,11 +310,21 @@ class Coordinator:
                 self._open_round(upcoming[0])
             self.sm.start_next(closed, version=self.model.version,
                                mask_id=self.instructions.mask_id)
+            if upcoming is not None and upcoming[0] != closed.step.round:
+                self._check_admitted(upcoming[0])
             self._cond.notify_all()
             if self.sm.finished:
                 write_report(self.state_dir, self.store, finished=True)
                 log.info("run %s finished after round %d", self.run_id, closed.step.round)
             closed = self.sm.close_if_due()
+
+    def _check_admitted(self, round_: int) -> None:
+        """End the run cleanly (clients get SHUTDOWN) before a round the program refuses."""
+        reason = self.program.admits(round_) if self.plan.trains(round_) else None
+        if reason is not None and not self.sm.finished:
+            self.sm.finished = True
+            self.store.set_state("finish_reason", reason)
+            log.warning("run %s ends before round %d: %s", self.run_id, round_, reason)
 
     def _close_train_phase(self, closed: ClosedStep) -> None:
         """The TRAIN phase ends its round here: aggregate, checkpoint, record, publish."""

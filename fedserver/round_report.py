@@ -95,6 +95,7 @@ def build_report(store: RunStore, *, finished: bool) -> dict[str, Any]:
         "created": info[1] if info else 0.0,
         "config": info[2] if info else {},
         "finished": finished,
+        "finish_reason": store.get_state("finish_reason", ""),
         "rounds": rounds,
         "totals": {
             "rounds_completed": len(completed),

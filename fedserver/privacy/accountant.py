@@ -61,3 +61,35 @@ class PrivacyAccountant:
         if state.get("name") != "rdp" or "rounds" not in state:
             raise ValueError("accountant state must be an 'rdp' state with 'rounds'")
         self.rounds = [(float(z), float(q)) for z, q in state["rounds"]]
+
+
+def noise_for_epsilon(target_epsilon: float, *, rounds: int, delta: float,
+                      q: float = 1.0) -> float:
+    """The smallest noise multiplier whose ``rounds`` rounds stay within ``target_epsilon``
+    (``dp-accounting``'s calibration, RDP)."""
+    return float(dp_accounting.calibrate_dp_mechanism(
+        rdp_privacy_accountant.RdpAccountant,
+        lambda z: dp_accounting.SelfComposedDpEvent(round_event(z, q), rounds),
+        target_epsilon, delta, bracket_interval=dp_accounting.ExplicitBracketInterval(
+            1e-3, 1e4)))
+
+
+def rounds_for_epsilon(target_epsilon: float, *, noise_multiplier: float, delta: float,
+                       q: float = 1.0, limit: int = 100_000) -> int:
+    """How many rounds at ``noise_multiplier`` stay within ``target_epsilon`` (0 if none)."""
+    def eps(n: int) -> float:
+        if n == 0:
+            return 0.0
+        accountant = rdp_privacy_accountant.RdpAccountant()
+        accountant.compose(dp_accounting.SelfComposedDpEvent(round_event(noise_multiplier, q), n))
+        return float(accountant.get_epsilon(delta))
+    low, high = 0, limit
+    if eps(high) <= target_epsilon:
+        return high
+    while low < high:  # largest n with eps(n) <= target: eps grows with n
+        mid = (low + high + 1) // 2
+        if eps(mid) <= target_epsilon:
+            low = mid
+        else:
+            high = mid - 1
+    return low
