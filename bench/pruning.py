@@ -138,6 +138,11 @@ STUDY: dict[str, tuple[str, ...]] = {
 }
 
 
+# The client data split the cells ran on, part of every cache key: cells cached on another
+# split (the old one held out 10% per client and drew the partitions differently) are rerun.
+W1_SPLIT = "w1-exact"  # docs/workloads.md: Dirichlet(0.5) from RandomState(0), whole partitions
+
+
 # -- cells -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cell:
@@ -154,7 +159,7 @@ class Cell:
 
     def config_key(self, clients: int, rounds: int) -> dict[str, Any]:
         return {"clients": clients, "rounds": rounds, "kind": self.kind,
-                "overrides": list(self.overrides)}
+                "overrides": list(self.overrides), "split": W1_SPLIT}
 
 
 def _wire(values: str, zstd: bool) -> list[str]:
