@@ -277,6 +277,7 @@ def mask_sparsity(mask_id: str) -> float | None:
 
 def run_fed(cell: Cell, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from federation import cohort_differed
+
     from fedprune.simulate import SimulationSpec, run_simulation
 
     run_dir = out / "runs" / cell.name

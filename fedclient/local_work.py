@@ -29,6 +29,7 @@ from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.proximal import ProximalTerm
+from fedcore.secure_noise import SecureGaussian
 from fedcore.train_hooks import TrainHook
 from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
 
@@ -91,6 +92,11 @@ class LocalWorker:
         if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding
             delta, fitted = clip_to_norm(delta, t.clip_norm)
             metrics["dp_unclipped"] = float(fitted)
+        if t.noise_stddev > 0:  # distributed DP: this client's share of the noise
+            noise = SecureGaussian()
+            delta = {n: (d + noise.normal(d.shape, stddev=t.noise_stddev)).astype(np.float32)
+                     for n, d in delta.items()}
+            metrics["dp_noised"] = 1.0
         return TrainOutcome(delta, scores, result.num_examples, metrics)
 
     def _scores(self, model: torch.nn.Module, t: cpb.TrainInstructions) -> Params:

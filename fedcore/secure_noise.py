@@ -17,7 +17,7 @@ import os
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
-log = logging.getLogger("fedserver.privacy")
+log = logging.getLogger("fedcore.secure_noise")
 _TWO_53 = float(1 << 53)
 
 

@@ -120,6 +120,7 @@ class DPConfig:
     ``expected_clients``. Selection is not Poisson sampling, so the accountant claims no
     amplification by sampling (q = 1)."""
 
+    mode: str = "central"  # central (trusted coordinator) | distributed (clients add noise)
     noise_multiplier: float = 1.0
     clip_norm: float = 1.0
     adaptive: bool = False  # move clip_norm toward target_quantile of the update norms
@@ -133,6 +134,7 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         inf = float("inf")
+        _check(self.mode in ("central", "distributed"), "mode", "must be central or distributed")
         _check(0 <= self.noise_multiplier < inf, "noise_multiplier", "must be finite and >= 0")
         _check(0 < self.clip_norm < inf, "clip_norm", "must be finite and > 0")
         _check(0 < self.target_quantile < 1, "target_quantile", "must be in (0, 1)")

@@ -7,14 +7,17 @@ transforms every program shares, in the fixed order
 
     optimizer step -> client objective -> pruning step -> server evaluation -> accounting
 
-| preset     | aggregator                | optimizer (default lr) | clients told           |
-|------------|---------------------------|------------------------|------------------------|
-| fedavg     | WeightedMean              | SGD (1.0)              | -                      |
-| fedprox    | WeightedMean              | SGD (1.0)              | proximal_mu            |
-| fedadam    | WeightedMean              | Adam (0.01)            | -                      |
-| fedyogi    | WeightedMean              | Yogi (0.01)            | -                      |
-| robust_fedavg | NormBound(WeightedMean, max_norm 1.0) | SGD (1.0)  | -                      |
-| dp_fedavg  | FixedDenominatorMean(DPSum) | SGD (1.0)            | clip_norm; + accounting |
+| preset        | aggregator                              | optimizer (lr) | clients told        |
+|---------------|-----------------------------------------|----------------|---------------------|
+| fedavg        | WeightedMean                            | SGD (1.0)      | -                   |
+| fedprox       | WeightedMean                            | SGD (1.0)      | proximal_mu         |
+| fedadam       | WeightedMean                            | Adam (0.01)    | -                   |
+| fedyogi       | WeightedMean                            | Yogi (0.01)    | -                   |
+| robust_fedavg | NormBound(WeightedMean, max_norm 1.0)   | SGD (1.0)      | -                   |
+| dp_fedavg     | FixedDenominatorMean(DPSum) (central)   | SGD (1.0)      | clip_norm           |
+|               | or (DistributedDPSum) (distributed)     |                | clip_norm, noise    |
+
+``dp_fedavg`` also appends the privacy-accounting transform.
 
 Adding an aggregator wrapper: one module under ``fedserver/aggregators``, one entry here,
 one config table, its contract tests. Impossible combinations are :data:`RULES`, each
@@ -30,14 +33,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fedcore.model_codec import Encoding
+from fedcore.secure_noise import SecureGaussian
 from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import Aggregator
+from fedserver.aggregators.distributed_dp_sum import DistributedDPSum
 from fedserver.aggregators.dp_sum import DPSum
 from fedserver.aggregators.mean import FixedDenominatorMean, WeightedMean
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.weighting import Weighting
 from fedserver.privacy.accountant import PrivacyAccountant
-from fedserver.privacy.noise import SecureGaussian
 from fedserver.round_program import RoundProgram
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
 from fedserver.transforms.base import ModelTransform
@@ -76,6 +80,10 @@ def _expected_clients(config: ServerConfig) -> int:
 
 def _dp_mean(config: ServerConfig) -> Aggregator:
     dp, expected = config.dp, _expected_clients(config)
+    if dp.mode == "distributed":
+        return FixedDenominatorMean(DistributedDPSum(
+            clip_norm=dp.clip_norm, noise_multiplier=dp.noise_multiplier,
+            expected_clients=expected), denominator=expected)
     clip: float | AdaptiveClip = dp.clip_norm
     if dp.adaptive:
         clip = AdaptiveClip(initial_norm=dp.clip_norm, target_quantile=dp.target_quantile,
@@ -150,6 +158,11 @@ RULES: tuple[Rule, ...] = (
          and c.pruning.scheme == "client-scores",
          "client importance scores are not privatized; use pruning.scheme = 'server-mask' "
          "(masks from the noised model are post-processing)"),
+    Rule(("dp.mode", "dp.adaptive"),
+         lambda c: c.aggregation.preset == "dp_fedavg" and c.dp.mode == "distributed"
+         and c.dp.adaptive,
+         "adaptive clipping needs the server to see the clipped bits of un-noised updates; "
+         "distributed DP uses a fixed clip_norm"),
     Rule(("dp.noise_multiplier", "dp.count_stddev"),
          lambda c: c.aggregation.preset == "dp_fedavg" and c.dp.adaptive
          and c.dp.noise_multiplier >= 2 * (c.dp.count_stddev or _expected_clients(c) / 20),

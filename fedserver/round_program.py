@@ -55,12 +55,14 @@ class RoundProgram:
 
     def instructions(self, round: int, *, aggregator_state: State | None = None
                      ) -> RoundInstructions:
-        """Transforms' instructions; a DP aggregator's current clip norm (found in its
-        state) is told to clients so they clip before their lossy encoding."""
+        """Transforms' instructions; a DP aggregator's current clip norm and client noise
+        (found in its state) are told to clients so they clip (and, in distributed DP,
+        noise) before their lossy encoding."""
         base: dict[str, Any] = {"encoding": self.encoding}
-        clip = find_key(aggregator_state or {}, "clip_norm")
-        if clip is not None:
-            base["clip_norm"] = float(clip)
+        for key in ("clip_norm", "client_noise_stddev"):  # published by the DP aggregators
+            value = find_key(aggregator_state or {}, key)
+            if value is not None:
+                base[key] = float(value)
         return merge_instructions(round, base,
                                   ((t.name, t.instructions(round)) for t in self.transforms))
 

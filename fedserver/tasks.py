@@ -53,4 +53,5 @@ class TaskFactory:
             local_epochs=t.local_epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
             momentum=t.momentum, weight_decay=t.weight_decay, proximal_mu=instr.proximal_mu,
             compute_scores=instr.compute_scores, score_kind=instr.score_kind,
-            score_granularity=instr.score_granularity, clip_norm=instr.clip_norm)
+            score_granularity=instr.score_granularity, clip_norm=instr.clip_norm,
+            noise_stddev=instr.client_noise_stddev)

@@ -14,6 +14,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 
 from fedcore import config as config_io
 from fedcore.norms import clip_to_norm, global_l2_norm
+from fedcore.secure_noise import SecureGaussian
 from fedprune.simulate import SimulationSpec, run_simulation
 from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import Contribution, RoundSpec
@@ -26,7 +27,6 @@ from fedserver.privacy.accountant import (
     noise_for_epsilon,
     rounds_for_epsilon,
 )
-from fedserver.privacy.noise import SecureGaussian
 
 SHAPES = {"w": (1000,)}
 
@@ -159,3 +159,57 @@ def test_dp_run_over_grpc_reports_epsilon_and_stops_at_the_budget(tmp_path: Path
     for r in rounds:  # clients clipped to 0.5 before their int8 encoding
         assert all(m["dp_unclipped"] in (0.0, 1.0) for m in r["client_metrics"].values())
         assert r["measurements"]["aggregator"]["value_sum"]["clip_norm"] == 0.5
+
+
+def test_distributed_dp_tells_clients_their_noise_and_accounts_what_arrived() -> None:
+    from fedserver.aggregators.distributed_dp_sum import DistributedDPSum
+    from fedserver.presets import build_program
+
+    config = config_io.load(ServerConfig, overrides=[
+        "aggregation.preset=dp_fedavg", "aggregation.weighting=uniform", "dp.mode=distributed",
+        "dp.noise_multiplier=2", "dp.clip_norm=0.5", "round.clients_per_round=4",
+        "evaluation.test_set="], environ={})
+    program = build_program(config, initial={"w": np.zeros(3, np.float32)}, evaluator=None)
+    state = program.aggregator.initialize({"w": (3,)})
+    instr = program.instructions(1, aggregator_state=state)
+    assert instr.clip_norm == 0.5 and instr.client_noise_stddev == pytest.approx(2 * 0.5 / 2)
+    agg = DistributedDPSum(clip_norm=0.5, noise_multiplier=2.0, expected_clients=4)
+    out = _fold(agg, agg.initialize(SHAPES), [np.ones(1000)])  # 1 of 4 clients reported
+    assert out.measurements["dp_event"]["noise_multiplier"] == pytest.approx(2.0 * 0.5)
+    assert np.array_equal(out.result["w"], np.ones(1000))  # the server adds no noise
+    with pytest.raises(config_io.ConfigError, match="dp.mode and dp.adaptive"):
+        config_io.load(ServerConfig, overrides=[
+            "aggregation.preset=dp_fedavg", "aggregation.weighting=uniform",
+            "dp.mode=distributed", "dp.adaptive=true"], environ={})
+
+
+def test_client_clips_then_adds_its_noise_share() -> None:
+    from fedclient.local_work import LocalWorker
+    from fedcore.datasets import DataSpec, load_client_data
+    from fedcore.params import get_parameters
+    from fedcore.pb import coordinator_pb2 as cpb
+
+    worker = LocalWorker(load_client_data(DataSpec(num_partitions=1, val_fraction=0.9)))
+    glob = get_parameters(worker.model("mlp"))
+    task = cpb.Task(kind=cpb.TASK_KIND_TRAIN, round=1, model_name="mlp", train=cpb.TrainInstructions(
+        local_epochs=1, batch_size=32, learning_rate=0.05, clip_norm=1e-6, noise_stddev=0.3))
+    out = worker.train(task, glob, None)
+    flat = np.concatenate([d.ravel() for d in out.delta.values()])
+    assert np.std(flat) == pytest.approx(0.3, rel=0.02)  # the clipped delta is ~0
+    assert out.metrics["dp_unclipped"] == 0.0 and out.metrics["dp_noised"] == 1.0
+
+
+@pytest.mark.slow
+def test_distributed_dp_run_over_grpc(tmp_path: Path) -> None:
+    server = config_io.load(ServerConfig, overrides=[
+        "round.rounds=2", "round.clients_per_round=3", "aggregation.preset=dp_fedavg",
+        "aggregation.weighting=uniform", "dp.mode=distributed", "dp.noise_multiplier=1",
+        "dp.clip_norm=0.5", "wire.uplink=int8"], environ={})
+    report = run_simulation(SimulationSpec(out=tmp_path / "run", clients=3, server=server,
+                                           progress=False, timeout_s=300))
+    rounds = report["rounds"]
+    assert [r["status"] for r in rounds] == ["completed"] * 2
+    assert [r["metrics"]["epsilon"] for r in rounds] == pytest.approx(
+        [epsilon_of([(1.0, 1.0)] * n, 1e-5) for n in (1, 2)])
+    for r in rounds:
+        assert all(m["dp_noised"] == 1.0 for m in r["client_metrics"].values())

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from fedcore.norms import clip_scale, global_l2_norm
+from fedcore.secure_noise import SecureGaussian
 from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import (
     Accumulator,
@@ -34,7 +35,6 @@ from fedserver.aggregators.base import (
     same_kind,
 )
 from fedserver.aggregators.sum import Sum
-from fedserver.privacy.noise import SecureGaussian
 
 UNCLIPPED = "dp_unclipped"  # client report: 1.0 when its own clipping did not bite
 
