@@ -54,16 +54,17 @@ def decode_model_payload(payload: bytes, task: cpb.Task, *, shapes: Mapping[str,
     return params, held
 
 
-def encoder_seed(*, client_id: str, seed: int, round: int, task_id: str) -> int:
+def encoder_seed(*, client_id: str, seed: int, round: int, model_version: int) -> int:
     """Seed of the update encoder's randomness (stochastic rounding, k-means seeding).
 
-    Unique per (client, seed, round, task): FedAvg relies on the clients' rounding errors
-    being independent so they average out; a seed shared by all clients with the same
+    Unique per (client, seed, round, model version): FedAvg relies on the clients' rounding
+    errors being independent so they average out; a seed shared by all clients with the same
     ``config.seed`` would make them identical and add up instead. Deterministic, so a
-    re-sent update is byte-identical. The first 8 bytes of a SHA-256 over an unambiguous
+    re-sent update is byte-identical, and independent of the run's random id, so two runs
+    with the same seeds are identical. The first 8 bytes of a SHA-256 over an unambiguous
     (JSON) encoding of the four values, as an unsigned 64-bit int.
     """
-    key = json.dumps([client_id, seed, round, task_id]).encode()
+    key = json.dumps([client_id, seed, round, model_version]).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
 
 
@@ -74,7 +75,7 @@ def encode_update(task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.nda
     payload = cpb.UpdatePayload(delta=encode_model(
         outcome.delta, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
         masks=masks, seed=encoder_seed(client_id=client_id, seed=seed, round=int(task.round),
-                                       task_id=task.task_id)))
+                                       model_version=int(task.model_version))))
     if outcome.scores is not None:
         payload.scores.CopyFrom(encode_model(outcome.scores, encoding=SCORE_ENCODING,
                                              version=task.model_version))

@@ -118,17 +118,19 @@ def test_the_same_client_and_task_reproduce_their_bytes(make_daemon) -> None:
     outcome, task = _outcome(), _train_task()
     first = _encoded(make_daemon("alice", seed=0), task, outcome)
     assert _encoded(make_daemon("alice", seed=0), task, outcome) == first  # e.g. after a restart
-    assert _encoded(make_daemon("alice", seed=0), _train_task("r3-other"), outcome) != first
+    assert _encoded(make_daemon("alice", seed=0), _train_task(round=4), outcome) != first
+    # another run (another task id) with the same seeds encodes the same bytes
+    assert _encoded(make_daemon("alice", seed=0), _train_task("run2/r3-c"), outcome) == first
     assert _encoded(make_daemon("alice", seed=1), task, outcome) != first
 
 
 def test_encoder_seed_depends_on_every_component() -> None:
-    base = dict(client_id="c1", seed=0, round=3, task_id="t")
+    base = dict(client_id="c1", seed=0, round=3, model_version=2)
     seeds = {encoder_seed(**base)}
-    for key, value in [("client_id", "c2"), ("seed", 1), ("round", 4), ("task_id", "u")]:
+    for key, value in [("client_id", "c2"), ("seed", 1), ("round", 4), ("model_version", 5)]:
         seeds.add(encoder_seed(**{**base, key: value}))
     assert len(seeds) == 5
     assert all(0 <= s < 1 << 64 for s in seeds)
     # the encoding is unambiguous: shifting characters between fields changes the seed
-    assert encoder_seed(client_id="c1", seed=0, round=3, task_id="t") != \
-        encoder_seed(client_id="c1t", seed=0, round=3, task_id="")
+    assert encoder_seed(client_id="c1", seed=0, round=31, model_version=0) != \
+        encoder_seed(client_id="c1", seed=0, round=3, model_version=10)
