@@ -213,3 +213,23 @@ def test_distributed_dp_run_over_grpc(tmp_path: Path) -> None:
         [epsilon_of([(1.0, 1.0)] * n, 1e-5) for n in (1, 2)])
     for r in rounds:
         assert all(m["dp_noised"] == 1.0 for m in r["client_metrics"].values())
+
+
+def test_dp_with_server_mask_pruning_keeps_the_model_inside_its_mask() -> None:
+    from fedcore.datasets import DataSpec, load_client_data
+    from fedprune.emulation import Emulation
+
+    config = config_io.load(ServerConfig, overrides=[
+        "aggregation.preset=dp_fedavg", "aggregation.weighting=uniform", "dp.testing_seed=0",
+        "dp.noise_multiplier=0.5", "dp.clip_norm=1", "round.clients_per_round=2",
+        "pruning.enabled=true", "pruning.target_sparsity=0.5", "pruning.start_round=1",
+        "pruning.end_round=2", "pruning.schedule=one-shot", "training.local_epochs=1",
+        "evaluation.test_set="], environ={})
+    clients = [load_client_data(DataSpec(partition=i, num_partitions=2)) for i in range(2)]
+    emulation = Emulation(config, clients, evaluator=None)
+    records = emulation.run(2)
+    model = emulation.runner.model
+    assert model.masks and records[-1]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    for name, mask in model.masks.items():  # noise at pruned positions was discarded
+        assert not np.any(model.params[name][~mask])
+    assert records[-1]["epsilon"] == pytest.approx(epsilon_of([(0.5, 1.0)] * 2, 1e-5))
