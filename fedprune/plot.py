@@ -1,4 +1,5 @@
-"""The run report as a picture: accuracy and cumulative bytes per round."""
+"""The run report as a picture: accuracy and cumulative bytes per round, and the privacy
+spent (epsilon per round) when the run is differentially private."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ def plot_report(report: dict[str, Any], out: Path) -> Path:
         if r["status"] == "completed":
             up.append(total_up / 1e6)
             down.append(total_down / 1e6)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    epsilon = [r["metrics"].get("epsilon") for r in rounds]
+    private = any(e is not None for e in epsilon)
+    fig, axes = plt.subplots(1, 3 if private else 2, figsize=(16 if private else 11, 4))
+    ax1, ax2 = axes[0], axes[1]
     ax1.plot(xs, acc, marker="o", ms=3)
     ax1.set(xlabel="round", ylabel="test accuracy", title="Global model accuracy", ylim=(0, 1))
     ax1.grid(alpha=0.3)
@@ -32,6 +36,12 @@ def plot_report(report: dict[str, Any], out: Path) -> Path:
     ax2.set(xlabel="round", ylabel="cumulative MB on the wire", title="Bytes moved")
     ax2.legend()
     ax2.grid(alpha=0.3)
+    if private:
+        delta = next(r["metrics"]["delta"] for r in rounds if "delta" in r["metrics"])
+        axes[2].plot(xs, epsilon, marker="o", ms=3, color="tab:red")
+        axes[2].set(xlabel="round", ylabel=f"epsilon at delta {delta:g}",
+                    title="Privacy spent (user-level DP)")
+        axes[2].grid(alpha=0.3)
     final = report["totals"].get("final_accuracy")
     fig.suptitle(f"fedprune run {report.get('run_id', '')}: final accuracy "
                  f"{final:.3f}" if final is not None else "fedprune run")
