@@ -5,15 +5,31 @@ No gRPC, no threads, no processes, but the same bytes: each round the model is e
 :func:`fedclient.payloads.decode_model_payload`, trained by
 :class:`fedclient.local_work.LocalWorker` from the very ``Task`` the coordinator's task
 factory builds, encoded by :func:`fedclient.payloads.encode_update`, and decoded and folded
-by the shared :class:`fedserver.round_runner.RoundRunner`. Every client takes part in every
-round. The centralized baseline (one client holding the union of the training sets) and the
+by the shared :class:`fedserver.round_runner.RoundRunner`. By default every client takes part
+in every round; with ``sampling_rate`` q the cohort is Poisson-sampled from the population
+(below). The centralized baseline (one client holding the union of the training sets) and the
 benchmarks that sweep pruning settings run here; only the transport differs from a real
 federation, so its accuracy is the federation's (for the same seeds) and its byte counts
 are payload bytes (without gRPC framing, which the real federation adds).
+
+**Poisson cohorts** (``sampling_rate=q``): each round every client of the population is
+included independently with probability q, drawn with :class:`secrets.SystemRandom`; a
+``sampling_seed`` switches to a seeded :class:`random.Random` so benchmarks and tests are
+reproducible — for experiments only, since a predictable draw is no sampling for privacy.
+Because the cohort truly is Poisson-sampled, the privacy accountant of a DP program
+(:class:`fedserver.transforms.privacy_accounting.PrivacyAccounting`) is given ``q`` and
+claims amplification by sampling; nothing else may do this (the coordinator's cohort is
+whoever is waiting, so it keeps q = 1). A round in which nobody is sampled is skipped: the
+model is unchanged and nothing is composed, as for an empty round of the coordinator. (The
+skip itself reveals an empty draw, an event of probability (1 - q)^P: negligible for
+W4's P = 1000, q = 0.1, not for a tiny population.) With DP, set ``dp.expected_clients`` to
+q times the population: the fixed denominator of the mean.
 """
 
 from __future__ import annotations
 
+import random
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +52,7 @@ from fedserver.round_runner import RoundRunner
 from fedserver.round_state import Assignment
 from fedserver.tasks import TaskFactory
 from fedserver.transforms.evaluation_step import Evaluator
+from fedserver.transforms.privacy_accounting import PrivacyAccounting
 from fedserver.updates import PushTicket
 
 RoundFn = Callable[[dict[str, Any]], None]
@@ -50,15 +67,31 @@ class _Client:
 
 
 class Emulation:
-    """``config``'s round program over ``clients`` (one ``ClientData`` each), in-process."""
+    """``config``'s round program over ``clients`` (one ``ClientData`` each), in-process.
+
+    ``sampling_rate`` q (None: everyone, every round) Poisson-samples each round's cohort
+    from ``clients``; ``sampling_seed`` makes that draw reproducible (experiments only, see
+    the module doc)."""
 
     def __init__(self, config: ServerConfig, clients: Sequence[ClientData], *,
-                 evaluator: Evaluator | None, client_seed: int = 0) -> None:
+                 evaluator: Evaluator | None, client_seed: int = 0,
+                 sampling_rate: float | None = None, sampling_seed: int | None = None) -> None:
         if not clients:
             raise ValueError("an emulation needs at least one client")
+        if sampling_rate is not None and not 0 < sampling_rate <= 1:
+            raise ValueError(f"sampling_rate must be in (0, 1], got {sampling_rate!r}")
+        if sampling_seed is not None and sampling_rate is None:
+            raise ValueError("sampling_seed needs a sampling_rate")
+        self.sampling_rate = sampling_rate
+        self._sampler: random.Random = (secrets.SystemRandom() if sampling_seed is None
+                                        else random.Random(sampling_seed))
         self.config = config
         initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
         self.program = build_program(config, initial=initial, evaluator=evaluator)
+        if sampling_rate is not None:  # a truly Poisson-sampled cohort: amplification holds
+            for transform in self.program.transforms:
+                if isinstance(transform, PrivacyAccounting):
+                    transform.accountant.q = float(sampling_rate)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
         self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed), HeldMask())
                          for i, data in enumerate(clients)]
@@ -66,12 +99,23 @@ class Emulation:
         self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
         self.stop_reason: str | None = None
 
+    def cohort(self) -> list[_Client]:
+        """This round's clients: everyone, or a Poisson sample at ``sampling_rate``."""
+        q = self.sampling_rate
+        if q is None:
+            return list(self._clients)
+        return [c for c in self._clients if self._sampler.random() < q]
+
     def run_round(self, round: int) -> dict[str, Any]:
         start = time.perf_counter()
+        cohort = self.cohort()
+        if not cohort:  # nobody sampled: skipped, the model and the privacy spent unchanged
+            return {"round": round, "cohort": 0, "skipped": True,
+                    **self._privacy_metrics(), "seconds": time.perf_counter() - start}
         open_round = self.runner.open(round, reference_examples=self._reference)
         instr, model = open_round.instructions, self.runner.model
         bytes_up = bytes_down = 0
-        for client in self._clients:
+        for client in cohort:
             task = self._tasks.build(Assignment(
                 PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
                 model.version, instr.mask_id, time.monotonic() + 3600.0), instr)
@@ -91,11 +135,11 @@ class Emulation:
                             claimed_examples=outcome.num_examples, metrics=outcome.metrics)
             bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)
         candidate = self.runner.close(open_round)
-        assert candidate is not None  # every client contributed
+        assert candidate is not None  # every cohort client contributed
         self.runner.commit(candidate)
         losses = [m["train_loss"] for m in open_round.client_metrics.values()]
         pruning = candidate.measurements.get("pruning", {})
-        return {"round": round, "train_mask_id": instr.mask_id,
+        return {"round": round, "cohort": len(cohort), "train_mask_id": instr.mask_id,
                 "mask_id": candidate.model.mask_id, "sparsity": pruning.get("sparsity", 0.0),
                 "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
                 "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,
@@ -103,7 +147,7 @@ class Emulation:
 
     def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
         """Up to ``rounds`` rounds; stops early when the program refuses a round (budget)."""
-        records = []
+        records: list[dict[str, Any]] = []
         for t in range(1, rounds + 1):
             self.stop_reason = self.program.admits(t)
             if self.stop_reason is not None:
@@ -112,6 +156,13 @@ class Emulation:
             if on_round is not None:
                 on_round(records[-1])
         return records
+
+    def _privacy_metrics(self) -> dict[str, float]:
+        for transform in self.program.transforms:
+            if isinstance(transform, PrivacyAccounting):
+                return {"epsilon": transform.accountant.epsilon(),
+                        "delta": transform.accountant.delta}
+        return {}
 
 
 def _kept_fraction(model: ModelState) -> float:
