@@ -139,7 +139,8 @@ class Emulation:
         self.runner.commit(candidate)
         losses = [m["train_loss"] for m in open_round.client_metrics.values()]
         pruning = candidate.measurements.get("pruning", {})
-        return {"round": round, "cohort": len(cohort), "train_mask_id": instr.mask_id,
+        return {"round": round, "cohort": len(cohort), "clip_norm": instr.clip_norm,
+                "train_mask_id": instr.mask_id,
                 "mask_id": candidate.model.mask_id, "sparsity": pruning.get("sparsity", 0.0),
                 "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
                 "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,

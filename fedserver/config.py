@@ -51,8 +51,20 @@ class RoundConfig:
     federated_eval_every: int = 0  # run an EVALUATE step on clients every N rounds (0: off)
     eval_deadline_s: float = 30.0
     seed: int = 0  # client sampling
+    selection: str = "waiting"  # waiting: among clients long-polling | poisson: see below
+    sampling_rate: float = 0.0  # poisson: each known client takes part with this q
+    population: int = 0  # poisson: clients to register before the first draw
 
     def __post_init__(self) -> None:
+        self._validate()
+        _check(self.selection in ("waiting", "poisson"), "selection",
+               "must be waiting or poisson")
+        if self.selection == "poisson":
+            _check(0 < self.sampling_rate <= 1, "sampling_rate",
+                   "must be in (0, 1] with selection = poisson")
+            _check(self.population >= 1, "population", "must be >= 1 with selection = poisson")
+
+    def _validate(self) -> None:
         _check(self.rounds >= 1, "rounds", "must be >= 1")
         _check(self.clients_per_round >= 1, "clients_per_round", "must be >= 1")
         _check(1 <= self.min_clients <= self.clients_per_round, "min_clients",

@@ -79,11 +79,12 @@ class Coordinator:
         self.plan = RoundPlan(config.round)
         first_round = int(self.store.get_state("last_round", 0)) + 1
         self._seen_clients: dict[str, int] = {}
+        self._registered = frozenset(self.store.client_ids())  # from earlier starts
         self._open_round(first_round)
         self.sm = RoundStateMachine(config.round, run_id=self.run_id, first_round=first_round,
                                     version=self.model.version,
                                     mask_id=self.instructions.mask_id, clock=clock,
-                                    plan=self.plan)
+                                    plan=self.plan, population=self._population)
         self._check_admitted(first_round)
         self._timer = RoundTimer(clock)
         self._payload_cache: dict[tuple[int, str, bool], bytes] = {}
@@ -160,6 +161,10 @@ class Coordinator:
 
     def _state_token(self) -> tuple[int, float | None, bool]:
         return id(self.sm.step), self.sm.step.selected_at, self.sm.finished
+
+    def _population(self) -> frozenset[str]:
+        """Every client registered in this run (for Poisson selection)."""
+        return frozenset(self._seen_clients) | self._registered
 
     def _touch_client(self, client_id: str, num_examples: int) -> None:
         """Record a client in the store on first sight or when its data size changes."""

@@ -74,8 +74,17 @@ def _norm_bounded_mean(config: ServerConfig) -> Aggregator:
     return NormBound(WeightedMean(), max_norm=config.aggregation.norm_bound.max_norm or 1.0)
 
 
-def _expected_clients(config: ServerConfig) -> int:
-    return config.dp.expected_clients or config.round.clients_per_round
+def _expected_clients(config: ServerConfig) -> float:
+    r = config.round
+    if config.dp.expected_clients:
+        return config.dp.expected_clients
+    return r.sampling_rate * r.population if r.selection == "poisson" else r.clients_per_round
+
+
+def _sampling_rate(config: ServerConfig) -> float:
+    """q for the accountant: only a Poisson-sampled cohort is amplified."""
+    r = config.round
+    return r.sampling_rate if r.selection == "poisson" else 1.0
 
 
 def _dp_mean(config: ServerConfig) -> Aggregator:
@@ -101,7 +110,7 @@ def _no_accounting(config: ServerConfig) -> tuple[ModelTransform, ...]:
 
 def _accounting(config: ServerConfig) -> tuple[ModelTransform, ...]:
     dp = config.dp
-    return (PrivacyAccounting(PrivacyAccountant(delta=dp.delta),
+    return (PrivacyAccounting(PrivacyAccountant(delta=dp.delta, q=_sampling_rate(config)),
                               noise_multiplier=dp.noise_multiplier,
                               target_epsilon=dp.target_epsilon),)
 

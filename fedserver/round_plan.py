@@ -57,8 +57,11 @@ class RoundPlan:
 
     def __init__(self, config: RoundConfig) -> None:
         self.config = config
-        self._train = Phase(PhaseKind.TRAIN, target=config.clients_per_round,
-                            quorum=config.min_clients, deadline_s=config.deadline_s)
+        # a Poisson cohort has no fixed size: wait for everyone sampled (or the deadline)
+        target = (max(config.population, config.min_clients) if config.selection == "poisson"
+                  else config.clients_per_round)
+        self._train = Phase(PhaseKind.TRAIN, target=target, quorum=config.min_clients,
+                            deadline_s=config.deadline_s)
         self._evaluate = Phase(PhaseKind.EVALUATE, target=config.clients_per_round, quorum=1,
                                deadline_s=config.eval_deadline_s, required=False)
 

@@ -24,9 +24,10 @@ from __future__ import annotations
 import enum
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from fedserver.cohort_sampling import poisson_cohort
 from fedserver.config import RoundConfig
 from fedserver.round_plan import Phase, PhaseKind, RoundPlan
 
@@ -109,8 +110,11 @@ class ClosedStep:
 class RoundStateMachine:
     def __init__(self, config: RoundConfig, *, run_id: str, first_round: int, version: int,
                  mask_id: str = "", clock: Callable[[], float],
-                 plan: RoundPlan | None = None) -> None:
+                 plan: RoundPlan | None = None,
+                 population: Callable[[], Collection[str]] = frozenset) -> None:
+        """``population``: the registered client ids (Poisson selection draws from them)."""
         self.config = config
+        self._population = population
         self.plan = plan if plan is not None else RoundPlan(config)
         self.run_id = run_id
         self._clock = clock
@@ -146,6 +150,9 @@ class RoundStateMachine:
         step.deadline = step.selected_at + step.phase.deadline_s
 
     def _try_select(self) -> None:
+        if self.config.selection == "poisson" and self.step.kind is PhaseKind.TRAIN:
+            self._poisson_select()
+            return
         step, now = self.step, self._clock()
         wanted = min(math.ceil(step.target * (1 + self.config.over_selection)), len(self._waiting))
         timed_out = now >= step.opened_at + self.config.selection_timeout_s
@@ -154,6 +161,14 @@ class RoundStateMachine:
             return
         rng = random.Random(f"{self.run_id}/{self.config.seed}/{step.round}/{step.kind.value}")
         self._select(step, frozenset(rng.sample(sorted(self._waiting), wanted)))
+
+    def _poisson_select(self) -> None:
+        """Draw from every registered client once the population has registered (or at
+        the selection timeout); the sampled clients get their task when they check in."""
+        known = self._population()
+        timed_out = self._clock() >= self.step.opened_at + self.config.selection_timeout_s
+        if len(known) >= self.config.population or (timed_out and known):
+            self._select(self.step, poisson_cohort(known, self.config.sampling_rate))
 
     # -- results ------------------------------------------------------------------------
     def check_result(self, client_id: str, task_id: str, *, kind: PhaseKind, round: int,
@@ -205,6 +220,8 @@ class RoundStateMachine:
             if now >= step.opened_at + self.config.selection_timeout_s:
                 self._try_select()
             return None
+        if not step.selected:
+            return self._close(False, "empty cohort (nobody was sampled)")
         if len(step.results) >= step.target or len(step.results) == len(step.selected):
             return self._close(True, "all results in")
         if step.deadline is not None and now >= step.deadline:

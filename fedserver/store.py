@@ -142,6 +142,10 @@ class RunStore:
                    "SET last_seen = excluded.last_seen, num_examples = excluded.num_examples",
                    (client_id, now, now, num_examples))])
 
+    def client_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT client_id FROM clients")]
+
     def rounds(self) -> list[RoundRecord]:
         with self._lock:
             rows = self._db.execute("SELECT * FROM rounds ORDER BY round").fetchall()

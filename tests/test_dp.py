@@ -233,3 +233,43 @@ def test_dp_with_server_mask_pruning_keeps_the_model_inside_its_mask() -> None:
     for name, mask in model.masks.items():  # noise at pruned positions was discarded
         assert not np.any(model.params[name][~mask])
     assert records[-1]["epsilon"] == pytest.approx(epsilon_of([(0.5, 1.0)] * 2, 1e-5))
+
+
+def test_poisson_selection_gives_the_accountant_its_rate() -> None:
+    from fedserver.presets import build_program
+    from fedserver.transforms.privacy_accounting import PrivacyAccounting
+
+    config = config_io.load(ServerConfig, overrides=[
+        "aggregation.preset=dp_fedavg", "aggregation.weighting=uniform", "round.min_clients=1",
+        "round.selection=poisson", "round.sampling_rate=0.05", "round.population=2000",
+        "evaluation.test_set="], environ={})
+    program = build_program(config, initial={"w": np.zeros(3, np.float32)}, evaluator=None)
+    (accounting,) = [t for t in program.transforms if isinstance(t, PrivacyAccounting)]
+    assert accounting.accountant.q == 0.05
+    assert program.aggregator.denominator == pytest.approx(100.0)  # q * population
+    waiting = build_program(config_io.load(ServerConfig, overrides=[
+        "aggregation.preset=dp_fedavg", "aggregation.weighting=uniform",
+        "evaluation.test_set="], environ={}), initial={"w": np.zeros(3, np.float32)},
+        evaluator=None)
+    assert [t for t in waiting.transforms if isinstance(t, PrivacyAccounting)][0].accountant.q == 1.0
+
+
+@pytest.mark.slow
+def test_poisson_dp_run_over_grpc_accounts_with_the_sampling_rate(tmp_path: Path) -> None:
+    server = config_io.load(ServerConfig, overrides=[
+        "round.rounds=3", "round.clients_per_round=4", "round.min_clients=1",
+        "round.selection=poisson", "round.sampling_rate=0.5", "round.population=4",
+        "round.deadline_s=60", "aggregation.preset=dp_fedavg", "aggregation.weighting=uniform",
+        "dp.noise_multiplier=1", "dp.clip_norm=0.5"], environ={})
+    report = run_simulation(SimulationSpec(out=tmp_path / "run", clients=4, server=server,
+                                           progress=False, timeout_s=300))
+    released = 0
+    for r in report["rounds"]:
+        assert r["selected"] <= 4
+        if r["status"] == "completed":
+            released += 1
+            assert r["metrics"]["epsilon"] == pytest.approx(
+                epsilon_of([(1.0, 0.5)] * released, 1e-5))
+        else:
+            assert "empty cohort" in r["reason"]
+    assert released >= 1

@@ -247,3 +247,46 @@ def test_survivors_cohort_is_the_previous_phase_contributors() -> None:
     assert sm.step.kind is PhaseKind.TRAIN and sm.step.selected == {"a", "b"}
     assert sm.step.deadline == clock.now + 10  # selected at once, nobody waits for sampling
     assert isinstance(sm.poll("c"), Wait)
+
+
+def test_poisson_selection_draws_from_the_registered_population() -> None:
+    clock = FakeClock()
+    cfg = RoundConfig(rounds=2, clients_per_round=10, min_clients=1, selection="poisson",
+                      sampling_rate=0.1, population=1000, selection_timeout_s=10)
+    population = frozenset(f"c{i}" for i in range(1000))
+    sm = RoundStateMachine(cfg, run_id="run", first_round=1, version=0, clock=clock,
+                           population=lambda: population)
+    sm.client_waiting("c1")
+    sm.poll("c1")
+    cohort = sm.step.selected
+    assert 50 <= len(cohort) <= 150 and cohort <= population  # Binomial(1000, 0.1)
+    outsider = next(c for c in sorted(population) if c not in cohort)
+    insider = next(iter(sorted(cohort)))  # sampled without waiting at draw time
+    sm.client_waiting(insider)
+    assert isinstance(sm.poll(insider), Assignment)
+    sm.client_waiting(outsider)
+    assert isinstance(sm.poll(outsider), Wait)
+
+
+def test_poisson_selection_waits_for_the_population_and_fails_an_empty_draw() -> None:
+    clock = FakeClock()
+    cfg = RoundConfig(rounds=1, clients_per_round=1, min_clients=1, selection="poisson",
+                      sampling_rate=1e-9, population=3, selection_timeout_s=10)
+    known: set[str] = {"a"}
+    sm = RoundStateMachine(cfg, run_id="run", first_round=1, version=0, clock=clock,
+                           population=lambda: frozenset(known))
+    sm.client_waiting("a")
+    sm.poll("a")
+    assert sm.step.selected_at is None  # 1 of 3 registered: no draw yet
+    known |= {"b", "c"}
+    sm.poll("a")
+    assert sm.step.selected == frozenset()
+    closed = sm.close_if_due()
+    assert closed is not None and not closed.succeeded and "empty cohort" in closed.reason
+
+
+def test_poisson_config_needs_a_rate_and_a_population() -> None:
+    with pytest.raises(ValueError, match="sampling_rate"):
+        RoundConfig(selection="poisson", population=10)
+    with pytest.raises(ValueError, match="population"):
+        RoundConfig(selection="poisson", sampling_rate=0.1)
