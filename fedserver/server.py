@@ -23,6 +23,7 @@ from fedserver.auth import Authenticator
 from fedserver.config import ServerConfig
 from fedserver.coordinator import Coordinator
 from fedserver.servicer import CoordinatorServicer
+from fedserver.state_dir import StartMode
 from fedserver.tasks import TaskFactory
 
 log = logging.getLogger("fedserver.server")
@@ -57,14 +58,15 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
-def create_server(config: ServerConfig, *, evaluator: object | None = None) -> RunningServer:
+def create_server(config: ServerConfig, *, evaluator: object | None = None,
+                  start: StartMode = StartMode()) -> RunningServer:
     if evaluator is None and config.evaluation.test_set:
         from fedserver.evaluation import ServerEvaluator
 
         evaluator = ServerEvaluator(model_name=config.training.model,
                                     test_set=config.evaluation.test_set,
                                     batch_size=config.evaluation.batch_size)
-    coordinator = Coordinator(config, evaluator=evaluator)  # type: ignore[arg-type]
+    coordinator = Coordinator(config, evaluator=evaluator, start=start)  # type: ignore[arg-type]
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
                          options=_grpc_options(config),
@@ -100,8 +102,11 @@ def write_endpoint(running: RunningServer, config: ServerConfig) -> None:
     os.replace(tmp, path)
 
 
-def serve(config: ServerConfig) -> int:
-    running = create_server(config)
+EXIT_FATAL = 3  # background work died (logged at CRITICAL); the run resumes on restart
+
+
+def serve(config: ServerConfig, *, start: StartMode = StartMode()) -> int:
+    running = create_server(config, start=start)
     write_endpoint(running, config)
     stop = threading.Event()
 
@@ -114,8 +119,12 @@ def serve(config: ServerConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     while not stop.is_set() and not running.coordinator.wait_finished(timeout=1.0):
         pass
-    if not stop.is_set():
+    fatal = running.coordinator.fatal
+    if not stop.is_set() and fatal is None:
         stop.wait(SHUTDOWN_LINGER_S)
     running.stop(grace=config.network.grace_s)
+    if fatal is not None:
+        log.critical("coordinator stopped after a fatal error: %s", fatal)
+        return EXIT_FATAL
     log.info("coordinator stopped")
     return 0
