@@ -17,6 +17,10 @@ Invariants:
 * Each (client, task) counts at most once; a retried identical result is a duplicate.
 * A step never waits past its deadline; the coordinator schedules wake-ups with
   :meth:`next_deadline` instead of polling.
+* A step's selection timeout counts from its first waiting client
+  (:attr:`Step.first_waiting_at`), not from when it opened: round 1 after a slow start-up
+  (or the first round after a restart) waits the full timeout for its cohort, whatever the
+  time the coordinator and the clients took to come up.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Step:
     selected: frozenset[str] = frozenset()
     selected_at: float | None = None
     deadline: float | None = None
+    first_waiting_at: float | None = None  # the selection timeout counts from here
     results: dict[str, bytes] = field(default_factory=dict)  # client -> digest
 
     @property
@@ -124,6 +129,8 @@ class RoundStateMachine:
     # -- availability -------------------------------------------------------------------
     def client_waiting(self, client_id: str) -> None:
         self._waiting.add(client_id)
+        if self.step.first_waiting_at is None:
+            self.step.first_waiting_at = self._clock()
 
     def client_left(self, client_id: str) -> None:
         self._waiting.discard(client_id)
@@ -148,12 +155,22 @@ class RoundStateMachine:
     def _try_select(self) -> None:
         step, now = self.step, self._clock()
         wanted = min(math.ceil(step.target * (1 + self.config.over_selection)), len(self._waiting))
-        timed_out = now >= step.opened_at + self.config.selection_timeout_s
+        timed_out = self._selection_timed_out(step, now)
         if wanted < math.ceil(step.target * (1 + self.config.over_selection)) and not (
                 timed_out and wanted >= step.quorum):
             return
         rng = random.Random(f"{self.run_id}/{self.config.seed}/{step.round}/{step.kind.value}")
         self._select(step, frozenset(rng.sample(sorted(self._waiting), wanted)))
+
+    def _selection_timeout_at(self, step: Step) -> float | None:
+        """None while no client has waited in this step (see the module invariants)."""
+        if step.first_waiting_at is None:
+            return None
+        return step.first_waiting_at + self.config.selection_timeout_s
+
+    def _selection_timed_out(self, step: Step, now: float) -> bool:
+        at = self._selection_timeout_at(step)
+        return at is not None and now >= at
 
     # -- results ------------------------------------------------------------------------
     def check_result(self, client_id: str, task_id: str, *, kind: PhaseKind, round: int,
@@ -202,7 +219,7 @@ class RoundStateMachine:
             return None
         step, now = self.step, self._clock()
         if step.selected_at is None:
-            if now >= step.opened_at + self.config.selection_timeout_s:
+            if self._selection_timed_out(step, now):
                 self._try_select()
             return None
         if len(step.results) >= step.target or len(step.results) == len(step.selected):
@@ -246,8 +263,9 @@ class RoundStateMachine:
         if not phases:  # a restart past the plan's end: nothing left to run
             phases = (Phase(PhaseKind.TRAIN, 1, 1, 1.0),)
         phase = phases[min(index, len(phases) - 1)]
+        now = self._clock()
         step = Step(phase=phase, index=index, round=rnd, version=version, mask_id=mask_id,
-                    opened_at=self._clock())
+                    opened_at=now, first_waiting_at=now if self._waiting else None)
         if phase.cohort == "survivors":
             self._select(step, survivors)
         return step
@@ -258,6 +276,6 @@ class RoundStateMachine:
             return None
         step = self.step
         if step.selected_at is None:
-            at = step.opened_at + self.config.selection_timeout_s
-            return at if at > self._clock() else None
+            at = self._selection_timeout_at(step)
+            return at if at is not None and at > self._clock() else None
         return step.deadline
