@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(config.log_level, config.log_format, name="fedserver")
     from fedserver.model_state import CheckpointMismatch
-    from fedserver.server import serve
+    from fedserver.server import BindError, serve
     from fedserver.state_dir import StartMode, StateError
 
     try:
         return serve(config, start=StartMode(new_run=flags.new_run,
                                              from_checkpoint=flags.from_checkpoint))
-    except (CheckpointMismatch, StateError) as exc:  # another program's, or damaged, state
+    except (CheckpointMismatch, StateError, BindError) as exc:  # wrong state, or port taken
         print(f"fedserver: error: {exc}", file=sys.stderr)
         return 2
 

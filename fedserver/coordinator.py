@@ -34,7 +34,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from fedserver.aggregators.weighting import reference_examples
 from fedserver.config import ServerConfig
 from fedserver.downlink import encode_model_payload
 from fedserver.instructions import RoundInstructions
+from fedserver.metrics import CoordinatorMetrics
 from fedserver.model_state import (
     KEEP_CHECKPOINTS,
     ModelState,
@@ -69,6 +71,7 @@ from fedserver.round_state import (
     Wait,
 )
 from fedserver.state_dir import StartMode, open_run_store
+from fedserver.status import status_for
 from fedserver.store import RoundRecord, StoreError
 from fedserver.transforms.evaluation_step import Evaluator
 from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket
@@ -103,6 +106,9 @@ class Coordinator:
                                     version=self.model.version,
                                     mask_id=self.instructions.mask_id, clock=clock,
                                     plan=self.plan)
+        self.metrics = CoordinatorMetrics(waiting=lambda: self.sm.waiting_count,
+                                          active=lambda: self.sm.active_count)
+        self.metrics.model_version.set(self.model.version)
         self._timer = RoundTimer(clock)
         self._payload_cache: dict[tuple[int, str, bool], bytes] = {}
         self._bytes: dict[int, list[int]] = {}
@@ -188,6 +194,7 @@ class Coordinator:
                 self.store.touch_client(client_id, num_examples)
             except StoreError as exc:
                 log.warning("could not record client %s: %s", client_id, exc)
+                self.metrics.write_error("clients")
                 return
             self._seen_clients[client_id] = num_examples
 
@@ -212,14 +219,15 @@ class Coordinator:
     # -- uplink -----------------------------------------------------------------------------
     def begin_push(self, client_id: str, header: cpb.UpdateHeader) -> PushTicket | None:
         """Validate a push header; None means an identical update was already accepted."""
-        if not 0 < header.num_examples <= MAX_EXAMPLES:
-            raise InvalidUpdate(f"num_examples must be in 1..{MAX_EXAMPLES}")
-        with self._cond:
+        with self._push_outcome(), self._cond:
+            if not 0 < header.num_examples <= MAX_EXAMPLES:
+                raise InvalidUpdate(f"num_examples must be in 1..{MAX_EXAMPLES}")
             new = self.sm.check_result(
                 client_id, header.task_id, kind=PhaseKind.TRAIN, round=header.round,
                 version=header.model_version, mask_id=header.mask_id,
                 digest=header.stream.sha256)
             if not new:
+                self.metrics.update(code="OK", duplicate=True)
                 return None
             instr = self.instructions
             return PushTicket(client_id, header.task_id, header.round, header.model_version,
@@ -231,17 +239,19 @@ class Coordinator:
         """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""
         with self._cond:
             open_round = self._train
-        if open_round is None or open_round.round != ticket.round:
-            raise InvalidUpdate(f"round {ticket.round} is not collecting updates")
-        return self.runner.decode(open_round, ticket, payload)
+        with self._push_outcome():
+            if open_round is None or open_round.round != ticket.round:
+                raise InvalidUpdate(f"round {ticket.round} is not collecting updates")
+            return self.runner.decode(open_round, ticket, payload)
 
     def commit_push(self, ticket: PushTicket, update: DecodedUpdate,
                     metrics: dict[str, float]) -> bool:
         """Fold a decoded update into the round; False if it turned out to be a duplicate."""
-        with self._cond:
+        with self._cond, self._push_outcome():
             new = self.sm.check_result(ticket.client_id, ticket.task_id, kind=PhaseKind.TRAIN,
                                        round=ticket.round, version=ticket.version,
                                        mask_id=ticket.mask_id, digest=ticket.digest)
+            self.metrics.update(code="OK", duplicate=not new)
             if not new:
                 return False
             assert self._train is not None and self._train.round == ticket.round
@@ -252,6 +262,16 @@ class Coordinator:
             self.sm.record_result(ticket.client_id, ticket.digest)
             self._advance_locked()
             return True
+
+    @contextmanager
+    def _push_outcome(self) -> Iterator[None]:
+        """Count a push refused by the exception leaving this block, by its status code."""
+        try:
+            yield
+        except Exception as exc:
+            code = status_for(exc)
+            self.metrics.update(code=code.name if code is not None else "UNKNOWN")
+            raise
 
     def report_evaluation(self, client_id: str, report: cpb.EvaluationReport) -> bool:
         metrics = dict(report.metrics)
@@ -295,6 +315,7 @@ class Coordinator:
             counts = self._bytes.setdefault(round_, [0, 0])
             counts[0] += up
             counts[1] += down
+        self.metrics.wire_bytes(up=up, down=down)
 
     def current_round(self) -> int:
         return self.sm.step.round
@@ -346,6 +367,8 @@ class Coordinator:
         if self._state_token() != before:  # e.g. the selection timeout picked clients
             self._cond.notify_all()
         while closed is not None:
+            self.metrics.phase(kind=closed.step.kind.value,
+                               seconds=closed.closed_at - closed.step.opened_at)
             self._phase_closers[closed.step.kind](closed)
             upcoming = self.sm.upcoming(closed)
             if upcoming is not None and upcoming[0] != closed.step.round:
@@ -377,6 +400,8 @@ class Coordinator:
                 record, checkpoint=saved, keep_checkpoints=KEEP_CHECKPOINTS,
                 before_commit=lambda: write_report(self.state_dir, self.store, finished=False))
         except (RoundFailed, *WRITE_FAULTS) as exc:
+            if isinstance(exc, WRITE_FAULTS):
+                self.metrics.write_error("round_close")
             if candidate is not None:
                 self.runner.rollback(candidate)
             if saved is not None:  # written but never recorded: nothing refers to it
@@ -385,6 +410,8 @@ class Coordinator:
             return
         if candidate is not None:
             self.runner.commit(candidate)
+        self.metrics.round_closed(completed=record.status == "completed",
+                                  version=self.model.version)
         remove_checkpoints(self.state_dir, rotated)
         log.info("round %d %s (%s): %d/%d updates, version %d, %s; close %.3fs under the lock",
                  step.round, record.status, record.reason, record.accepted, record.selected,
@@ -397,11 +424,13 @@ class Coordinator:
         if the store takes it (a disk that is still full is only logged)."""
         log.error("round %d failed at close, model unchanged at version %d: %s",
                   closed.step.round, self.model.version, reason)
+        self.metrics.round_closed(completed=False, version=self.model.version)
         record = self._round_record(closed, open_round, None, False, reason, start, up, down)
         try:
             self.store.record_round(record)
         except StoreError as exc:
             log.error("round %d: could not record the failure either: %s", closed.step.round, exc)
+            self.metrics.write_error("round_record")
             return
         self._write_report_logged(finished=False)
 
@@ -424,6 +453,7 @@ class Coordinator:
             write_report(self.state_dir, self.store, finished=finished)
         except WRITE_FAULTS as exc:
             log.error("could not rewrite the report: %s", exc)
+            self.metrics.write_error("report")
 
     def _close_evaluation_phase(self, closed: ClosedStep) -> None:
         """Federated evaluation metrics go to the round that produced the evaluated model."""
@@ -439,6 +469,7 @@ class Coordinator:
             self.store.update_round_metrics(evaluated_round, metrics, clients)
         except StoreError as exc:
             log.error("federated evaluation metrics lost: %s", exc)
+            self.metrics.write_error("evaluation")
             return
         self._write_report_logged(finished=False)
         log.info("round %d federated evaluation (%s): %s", evaluated_round, closed.reason, metrics)

@@ -135,6 +135,17 @@ class RoundStateMachine:
     def client_left(self, client_id: str) -> None:
         self._waiting.discard(client_id)
 
+    @property
+    def waiting_count(self) -> int:
+        """Clients in a long-poll right now (read without the lock by metrics)."""
+        return len(self._waiting)
+
+    @property
+    def active_count(self) -> int:
+        """Selected clients whose result the open step still expects."""
+        step = self.step
+        return 0 if self.finished else len(step.selected) - len(step.results)
+
     # -- check-in -----------------------------------------------------------------------
     def poll(self, client_id: str) -> Assignment | Wait | Shutdown:
         """What ``client_id`` (currently waiting) should do now."""
