@@ -119,7 +119,9 @@ class RoundStateMachine:
         self.plan = plan if plan is not None else RoundPlan(config)
         self.run_id = run_id
         self._clock = clock
-        self._waiting: set[str] = set()
+        # client -> number of its Round calls waiting now: overlapping calls with one id
+        # (a client retrying a call it thinks was lost) keep it waiting until the last ends.
+        self._waiting: dict[str, int] = {}
         # The last closed step's task ids -> (round, accepted digest or None), so a retried
         # push whose ack was lost is still a duplicate, and anything else for it is late.
         self._closed_tasks: dict[str, tuple[int, bytes | None]] = {}
@@ -128,12 +130,16 @@ class RoundStateMachine:
 
     # -- availability -------------------------------------------------------------------
     def client_waiting(self, client_id: str) -> None:
-        self._waiting.add(client_id)
+        self._waiting[client_id] = self._waiting.get(client_id, 0) + 1
         if self.step.first_waiting_at is None:
             self.step.first_waiting_at = self._clock()
 
     def client_left(self, client_id: str) -> None:
-        self._waiting.discard(client_id)
+        left = self._waiting.get(client_id, 0) - 1
+        if left > 0:
+            self._waiting[client_id] = left
+        else:
+            self._waiting.pop(client_id, None)
 
     @property
     def waiting_count(self) -> int:

@@ -277,3 +277,17 @@ def test_selection_timeout_of_a_later_step_counts_from_its_open_when_clients_wai
     assert closed is not None
     sm.start_next(closed, version=1, mask_id="")
     assert sm.step.first_waiting_at == 1100.0 and sm.next_deadline() == 1110.0
+
+
+def test_overlapping_check_ins_with_one_id_keep_the_client_waiting() -> None:
+    """A client's second Round call ending first must not take it out of selection."""
+    sm, clock = make(clients_per_round=2, min_clients=2)
+    sm.client_waiting("a")
+    sm.client_waiting("a")  # an overlapping retry of the same long-poll
+    sm.client_left("a")  # one of them returns (WAIT)
+    sm.client_waiting("b")
+    assert isinstance(sm.poll("b"), Assignment)
+    assert sm.step.selected == {"a", "b"}
+    sm.client_left("a")
+    sm.client_left("b")
+    assert sm.waiting_count == 0
