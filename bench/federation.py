@@ -220,7 +220,7 @@ def run_once(variant: str, repeat: int, args: argparse.Namespace, out: Path) -> 
                  f"round.rounds={args.rounds}", *args.set, *variant_overrides(variant)]
     server = config_io.load(ServerConfig, overrides=overrides)
     spec = SimulationSpec(out=out, clients=args.clients, server=server,
-                          progress=args.progress, timeout_s=args.timeout)
+                          progress=args.progress, timeout_s=args.timeout, overwrite=True)
     print(f"[w1] {variant} #{repeat}: {args.clients} clients x {args.rounds} rounds -> {out}/",
           file=sys.stderr, flush=True)
     load0 = os.getloadavg()[0]

@@ -282,7 +282,7 @@ def run_fed(cell: Cell, args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     run_dir = out / "runs" / cell.name
     spec = SimulationSpec(out=run_dir, clients=args.clients, server=server_config(cell, args),
-                          progress=False, timeout_s=args.timeout)
+                          progress=False, timeout_s=args.timeout, overwrite=True)
     t0 = time.perf_counter()
     report = run_simulation(spec)
     wall = time.perf_counter() - t0

@@ -2,10 +2,17 @@
 
 Every call is initiated here (pull-based protocol). Transient failures (UNAVAILABLE, a
 coordinator restart, a dropped connection) are retried with exponential backoff and
-jitter; a rejected update (late, stale, unknown task after a coordinator restart) is
-dropped and the daemon simply checks in again. ``stop()`` (SIGTERM) cancels the call in
-flight and the loop exits between steps. A task kind this client does not know (a newer
-coordinator) is treated as WAIT, so old clients keep polling instead of failing.
+jitter, each logged with the coordinator's address and the error; a rejected update
+(late, stale, unknown task after a coordinator restart) is dropped and the daemon checks
+in again. A push the coordinator refused as late (``DEADLINE_EXCEEDED`` carrying the
+``late`` rejection, :mod:`fedcore.rejections`) is final for its task: it is never sent
+again. Refusals back off too, on their own schedule that only a completed task resets, so
+a coordinator that keeps refusing this client is not hammered in a loop. Refused
+credentials end the daemon with :data:`EXIT_REFUSED` and one log line, no traceback
+(retrying cannot help, and a supervisor restarting it should see why).
+``stop()`` (SIGTERM) cancels the call in flight and the loop exits between steps. A task
+kind this client does not know (a newer coordinator) is treated as WAIT, so old clients
+keep polling instead of failing.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from fedclient.local_work import LocalWorker, TrainOutcome
 from fedclient.payloads import HeldMask, PayloadError, decode_model_payload, encode_update
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
+from fedcore.rejections import LATE, rejection_of
 from fedcore.streaming import PayloadAssembler, make_header, split_payload
 
 log = logging.getLogger("fedclient")
@@ -35,6 +43,7 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
 FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
          grpc.StatusCode.UNIMPLEMENTED}
 VERSION = "0.1.0"
+EXIT_REFUSED = 3  # the coordinator refuses this client (credentials, unknown id)
 
 
 class FatalClientError(RuntimeError):
@@ -54,6 +63,11 @@ class ClientDaemon:
         self._backoff = ExponentialBackoff(initial_s=config.backoff_initial_s,
                                            max_s=config.backoff_max_s,
                                            rng=random.Random(f"{config.client_id}/{config.seed}"))
+        # Refusals (not transport failures) back off separately: a check-in succeeding
+        # between two refusals must not reset their delay (see the module doc).
+        self._refusals = ExponentialBackoff(initial_s=config.backoff_initial_s,
+                                            max_s=config.backoff_max_s,
+                                            rng=random.Random(f"{config.client_id}/refusals"))
         self.held = HeldMask()
         self.rounds_done = 0
         self._handlers: dict[int, Callable[[cpb.Task], None]] = {
@@ -77,19 +91,21 @@ class ClientDaemon:
         """Serve tasks until SHUTDOWN or stop(); returns a process exit code."""
         log.info("client %s serving %s with %d training examples", self.config.client_id,
                  self.config.server, len(self.worker.data.train))  # type: ignore[arg-type]
-        while not self._stop.is_set():
-            try:
-                task = self._check_in()
-                self._backoff.reset()
-                if task.kind == cpb.TASK_KIND_SHUTDOWN:
-                    log.info("coordinator says the run is over after %d tasks", self.rounds_done)
-                    return 0
-                self._dispatch(task)
-            except FatalClientError as exc:
-                log.error("%s", exc)
-                return 3
-            except grpc.RpcError as exc:
-                self._on_rpc_error(exc)
+        try:
+            while not self._stop.is_set():
+                try:
+                    task = self._check_in()
+                    self._backoff.reset()
+                    if task.kind == cpb.TASK_KIND_SHUTDOWN:
+                        log.info("coordinator says the run is over after %d tasks",
+                                 self.rounds_done)
+                        return 0
+                    self._dispatch(task)
+                except grpc.RpcError as exc:
+                    self._on_rpc_error(exc)
+        except FatalClientError as exc:
+            log.error("%s", exc)
+            return EXIT_REFUSED
         log.info("client %s stopped", self.config.client_id)
         return 0
 
@@ -97,14 +113,25 @@ class ClientDaemon:
         code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
         if self._stop.is_set():
             return
+        details = exc.details() if hasattr(exc, "details") else str(exc)
         if code in FATAL:
-            raise FatalClientError(f"coordinator refused client: {code.name}: {exc.details()}")
-        if code in RETRYABLE:
+            raise FatalClientError(f"coordinator {self.config.server} refused client "
+                                   f"{self.config.client_id!r}: {code.name}: {details}")
+        if code in RETRYABLE and not _is_refusal(exc):
             delay = self._backoff.next_delay()
-            log.info("coordinator unreachable (%s); retrying in %.2fs", code.name, delay)
+            log.info("coordinator %s unreachable: %s: %s; retrying in %.2fs",
+                     self.config.server, code.name, details, delay)
             self._stop.wait(delay)
-        else:  # the task was refused (late, stale, unknown after a restart): check in again
-            log.warning("task dropped: %s: %s", code.name, exc.details())
+        else:  # refused (late, stale, unknown after a restart, invalid): check in again
+            log.warning("coordinator %s refused: %s: %s", self.config.server, code.name,
+                        details)
+            self._refused_pause()
+
+    def _refused_pause(self) -> None:
+        """Wait before the check-in that follows a refusal; grows until a task completes."""
+        delay = max(self.config.backoff_initial_s, self._refusals.next_delay())
+        log.info("checking in again in %.2fs", delay)
+        self._stop.wait(delay)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable | grpc.StreamUnaryMultiCallable,
               request: object, timeout: float) -> object:
@@ -174,8 +201,10 @@ class ClientDaemon:
             ack = self._push(task, outcome, masks, pull_seconds)
         except _TaskFailed as exc:
             log.warning("round %d: task abandoned: %s", task.round, exc)
+            self._refused_pause()
             return
         self.rounds_done += 1
+        self._refusals.reset()
         log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
                  outcome.num_examples, outcome.metrics["train_loss"],
                  " [duplicate]" if ack.duplicate else "")
@@ -198,7 +227,9 @@ class ClientDaemon:
             try:
                 return self._call(self._stub.PushUpdate, chunks(), self._time_left(task))  # type: ignore[return-value]
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE or self._stop.is_set() \
+                if _rejection(exc) == LATE:  # final: the step closed without this update
+                    raise _TaskFailed(f"push refused as late: {exc.details()}") from None
+                if exc.code() not in RETRYABLE or _is_refusal(exc) or self._stop.is_set() \
                         or time.time() * 1000 > task.deadline_unix_ms:
                     raise
                 self._stop.wait(self._backoff.next_delay())
@@ -208,12 +239,24 @@ class ClientDaemon:
             params = self._pull(task)
         except _TaskFailed as exc:
             log.warning("round %d: evaluation abandoned: %s", task.round, exc)
+            self._refused_pause()
             return
         num_examples, metrics = self.worker.evaluate(task, params)
         report = cpb.EvaluationReport(task_id=task.task_id, round=task.round,
                                       num_examples=max(1, num_examples), metrics=metrics)
         self._call(self._stub.ReportEvaluation, report, self._time_left(task))
+        self._refusals.reset()
         log.info("round %d: evaluated: %s", task.round, metrics)
+
+
+def _rejection(exc: grpc.RpcError) -> str | None:
+    """The coordinator's refusal reason carried by ``exc``, or None (see the module doc)."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    return rejection_of(trailing() if callable(trailing) else None)
+
+
+def _is_refusal(exc: grpc.RpcError) -> bool:
+    return _rejection(exc) is not None
 
 
 class _TaskFailed(Exception):

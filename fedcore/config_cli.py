@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 from fedcore import config as config_io
@@ -23,6 +24,9 @@ class ConfigCli:
     env_prefix: str
     shortcuts: Mapping[str, str]  # flag name -> dotted config key
     example: str  # an example --set / env key, e.g. "round.rounds=5"
+    # Flags that are not configuration (how to start, not what to run): flag -> argparse
+    # keyword arguments, e.g. {"--new-run": {"action": "store_true", "help": ...}}.
+    run_flags: Mapping[str, Mapping[str, Any]] = dc_field(default_factory=dict)
 
     def parser(self) -> argparse.ArgumentParser:
         key, _, value = self.example.partition("=")
@@ -38,6 +42,8 @@ class ConfigCli:
                            metavar=dotted.split(".")[-1].upper(), help=f"same as --set {dotted}=...")
         p.add_argument("--print-config", action="store_true",
                        help="print the effective configuration as TOML and exit")
+        for flag, kwargs in self.run_flags.items():
+            p.add_argument(flag, **kwargs)
         return p
 
     def load(self, cls: type[Any], argv: list[str] | None) -> tuple[Any, argparse.Namespace]:
@@ -52,6 +58,12 @@ class ConfigCli:
     def load_for_run(self, cls: type[Any], argv: list[str] | None) -> Any:
         """The config to run with, or an exit code: 2 after a config error, 0 after
         ``--print-config`` (both printed here)."""
+        loaded = self.load_with_flags(cls, argv)
+        return loaded if isinstance(loaded, int) else loaded[0]
+
+    def load_with_flags(self, cls: type[Any], argv: list[str] | None
+                        ) -> tuple[Any, argparse.Namespace] | int:
+        """Like :meth:`load_for_run`, with the parsed flags (for :attr:`run_flags`)."""
         try:
             config, ns = self.load(cls, argv)
         except config_io.ConfigError as exc:
@@ -60,4 +72,4 @@ class ConfigCli:
         if ns.print_config:
             print(config_io.to_toml(config), end="")
             return 0
-        return config
+        return config, ns

@@ -18,7 +18,7 @@ from fedcore import config as config_io
 
 
 def _simulate(ns: argparse.Namespace) -> int:
-    from fedprune.simulate import SimulationSpec, run_simulation
+    from fedprune.simulate import RunFolderNotEmpty, SimulationSpec, check_run_folder, run_simulation
     from fedserver.cli import ENV_PREFIX
     from fedserver.config import ServerConfig
 
@@ -34,7 +34,12 @@ def _simulate(ns: argparse.Namespace) -> int:
     out = Path(ns.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     spec = SimulationSpec(out=out, clients=ns.clients, server=server, data_source=ns.data,
                           alpha=None if ns.iid else ns.alpha, progress=not ns.no_progress,
-                          timeout_s=ns.timeout)
+                          timeout_s=ns.timeout, overwrite=ns.overwrite)
+    try:  # before anything is printed or started
+        check_run_folder(out, overwrite=ns.overwrite)
+    except RunFolderNotEmpty as exc:
+        print(f"fedprune simulate: error: {exc}", file=sys.stderr)
+        return 2
     print(f"fedprune: {ns.clients} clients x {server.round.rounds} rounds -> {out}/",
           file=sys.stderr)
     report = run_simulation(spec)
@@ -121,7 +126,9 @@ def parser() -> argparse.ArgumentParser:
                      help="client data source (digits)")
     sim.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha (0.5)")
     sim.add_argument("--iid", action="store_true", help="IID partitions instead of Dirichlet")
-    sim.add_argument("--out", help="run folder (default runs/<timestamp>)")
+    sim.add_argument("--out", help="run folder (default runs/<timestamp>); must be empty")
+    sim.add_argument("--overwrite", action="store_true",
+                     help="replace a non-empty --out folder (its previous run is deleted)")
     sim.add_argument("--timeout", type=float, default=3600.0, help="abort after seconds (3600)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
     sim.set_defaults(func=_simulate)

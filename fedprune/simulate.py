@@ -7,7 +7,13 @@ from the coordinator's ``report.json`` (written atomically after every round); a
 the report is copied next to a PNG plot.
 
 Run folder layout: ``server.toml``, ``clients/client-I.toml``, ``logs/*.log``, ``state/``
-(SQLite, checkpoints, report.json), ``report.json`` and ``report.png``.
+(SQLite, checkpoints, report.json), ``report.json`` and ``report.png``. A non-empty run
+folder is refused (:class:`RunFolderNotEmpty`) unless ``overwrite`` is set: a previous
+run's results are never deleted without being asked.
+
+Start-up has no fixed time limit of its own: the coordinator is waited for as long as its
+process is alive, within the run's ``timeout_s`` (round 1 counts from the first check-in,
+so a slow machine costs time, not clients).
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from fedcore.datasets import DataSpec
 from fedprune.plot import plot_report
 from fedserver.config import ServerConfig
 
-START_TIMEOUT_S = 120.0
+
+class RunFolderNotEmpty(Exception):
+    """The run folder holds files and ``overwrite`` was not asked for."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,7 @@ class SimulationSpec:
     alpha: float | None = 0.5
     progress: bool = True
     timeout_s: float = 3600.0
+    overwrite: bool = False  # replace a non-empty ``out`` (otherwise refused)
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
@@ -91,9 +100,29 @@ class _Processes:
                 proc.wait()
 
 
-def _wait_for_endpoint(state: Path, server: subprocess.Popen[bytes]) -> int:
+def check_run_folder(out: Path, *, overwrite: bool) -> bool:
+    """Raise :class:`RunFolderNotEmpty` for a non-empty ``out`` unless ``overwrite``;
+    True when ``out`` holds something (that ``overwrite`` allows replacing)."""
+    used = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if used and not overwrite:
+        raise RunFolderNotEmpty(f"run folder {out} is not empty: choose another --out or "
+                                f"pass --overwrite to replace it")
+    return used
+
+
+def prepare_run_folder(out: Path, *, overwrite: bool) -> None:
+    """Create ``out`` empty; refuse a non-empty one unless ``overwrite``."""
+    if check_run_folder(out, overwrite=overwrite):
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    (out / "clients").mkdir(parents=True)
+    (out / "logs").mkdir()
+
+
+def _wait_for_endpoint(state: Path, server: subprocess.Popen[bytes], *, deadline: float) -> int:
     path = state / "endpoint.json"
-    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"coordinator exited with code {server.returncode}; see its log")
@@ -113,16 +142,15 @@ def _read_report(state: Path) -> dict[str, Any] | None:
 def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
     """Run the federation to completion; returns the final report."""
     out = spec.out
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "clients").mkdir(parents=True)
-    (out / "logs").mkdir()
+    prepare_run_folder(out, overwrite=spec.overwrite)
+    started = time.monotonic()
     server_cfg = server_config_for(spec.clients, spec.server, out)
     (out / "server.toml").write_text(config_io.to_toml(server_cfg))
     procs = _Processes(out / "logs")
     try:
         server = procs.start("server", "fedserver", out / "server.toml")
-        port = _wait_for_endpoint(Path(server_cfg.state_dir), server)
+        port = _wait_for_endpoint(Path(server_cfg.state_dir), server,
+                                  deadline=started + spec.timeout_s)
         token = server_cfg.auth.shared_token or next(iter(server_cfg.auth.tokens.values()))
         for cfg in client_configs(spec, port, token):
             path = out / "clients" / f"{cfg.client_id}.toml"

@@ -3,11 +3,16 @@
 Configuration comes from a TOML file (``--config``), then ``FEDSERVER_SECTION__KEY``
 environment variables, then ``--set section.key=value`` flags; the common keys also have
 their own flags. Run ``fedserver --print-config`` to see every key with its value.
+
+A state folder is resumed as it is; when it is damaged or inconsistent the coordinator
+refuses to start (one line naming the file, exit 2) and the operator picks ``--new-run``
+or ``--from-checkpoint PATH`` (see :mod:`fedserver.state_dir`).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from fedcore.config_cli import ConfigCli
 from fedcore.logs import configure_logging
@@ -22,20 +27,35 @@ CLI = ConfigCli(
         "rounds": "round.rounds", "clients_per_round": "round.clients_per_round",
         "min_clients": "round.min_clients", "deadline_s": "round.deadline_s",
         "preset": "aggregation.preset", "model": "training.model", "log_level": "log_level",
+    },
+    run_flags={
+        "--new-run": {"action": "store_true",
+                      "help": "start a new run; the state folder's current content is moved "
+                              "to <state_dir>/previous/<time>/ (never deleted)"},
+        "--from-checkpoint": {"metavar": "PATH", "type": Path,
+                              "help": "resume from this checkpoint file (the current state "
+                                      "is moved aside as with --new-run)"},
     })
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = CLI.load_for_run(ServerConfig, argv)
-    if isinstance(config, int):
-        return config
+    loaded = CLI.load_with_flags(ServerConfig, argv)
+    if isinstance(loaded, int):
+        return loaded
+    config, flags = loaded
+    if flags.new_run and flags.from_checkpoint is not None:
+        print("fedserver: error: --new-run and --from-checkpoint exclude each other",
+              file=sys.stderr)
+        return 2
     configure_logging(config.log_level, config.log_format, name="fedserver")
     from fedserver.model_state import CheckpointMismatch
-    from fedserver.server import serve
+    from fedserver.server import BindError, serve
+    from fedserver.state_dir import StartMode, StateError
 
     try:
-        return serve(config)
-    except CheckpointMismatch as exc:  # the state folder belongs to another program
+        return serve(config, start=StartMode(new_run=flags.new_run,
+                                             from_checkpoint=flags.from_checkpoint))
+    except (CheckpointMismatch, StateError, BindError) as exc:  # wrong state, or port taken
         print(f"fedserver: error: {exc}", file=sys.stderr)
         return 2
 

@@ -29,9 +29,12 @@ class NetworkConfig:
     max_payload_bytes: int = 256 << 20  # cap on one pushed update, checked from its header
     long_poll_s: float = 20.0  # cap on how long Round holds a check-in before WAIT
     grace_s: float = 5.0  # SIGTERM: time given to in-flight RPCs
+    metrics_port: int = -1  # Prometheus /metrics on host:metrics_port; -1 off, 0 a free port
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
+        _check(-1 <= self.metrics_port <= 65535, "metrics_port",
+               "must be -1 (off) or in 0..65535")
         _check(self.max_workers >= 2, "max_workers", "must be >= 2")
         _check(self.max_concurrent_rpcs >= self.max_workers, "max_concurrent_rpcs",
                "must be >= max_workers")

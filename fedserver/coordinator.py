@@ -10,9 +10,17 @@ built by :mod:`fedserver.presets`). Decoding a pushed update runs outside the lo
 update is fully validated before it is folded, so a rejected update never touches the
 global model or the stored state.
 
-Round close order (atomic): the runner computes the candidate model, the checkpoint and the
-round record are written, and only then is the candidate published; a failure on the way
-fails the round and restores every component.
+Round close order (atomic): the runner computes the candidate model, the checkpoint is
+written, the round record and the report rewrite share one store transaction, and only
+then is the candidate published. A failure anywhere on the way (a non-finite aggregate, a
+full disk, an I/O error in the checkpoint, the store or the report) rolls every component
+back: model, version and store are as before the close, the round is recorded as failed
+with the reason when the store takes the write, and the next round runs normally, so a
+fault that clears costs exactly the rounds it lasted and a version is never applied twice.
+
+Background work never dies silently: an unexpected error while advancing the state
+machine (a bug, since write faults are handled above) stops the coordinator with
+:attr:`Coordinator.fatal` set, and ``fedserver`` exits non-zero with that error logged.
 
 Nothing here polls: long-polls and the deadline thread wait on one condition variable that
 is notified whenever the state machine moves, and the deadline thread sleeps exactly until
@@ -26,8 +34,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +49,14 @@ from fedserver.aggregators.weighting import reference_examples
 from fedserver.config import ServerConfig
 from fedserver.downlink import encode_model_payload
 from fedserver.instructions import RoundInstructions
-from fedserver.model_state import ModelState, restore_model_state, save_model_state
+from fedserver.metrics import CoordinatorMetrics
+from fedserver.model_state import (
+    KEEP_CHECKPOINTS,
+    ModelState,
+    remove_checkpoints,
+    restore_model_state,
+    save_model_state,
+)
 from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind, RoundPlan
 from fedserver.round_report import RoundTimer, write_report
@@ -53,23 +70,28 @@ from fedserver.round_state import (
     Shutdown,
     Wait,
 )
-from fedserver.store import RunStore
+from fedserver.state_dir import StartMode, open_run_store
+from fedserver.status import status_for
+from fedserver.store import RoundRecord, StoreError
 from fedserver.transforms.evaluation_step import Evaluator
 from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket
 
 log = logging.getLogger("fedserver.coordinator")
 MAX_EXAMPLES = 1 << 40
+WRITE_FAULTS = (OSError, StoreError)  # what a full or failing disk raises on the way
 
 
 class Coordinator:
     def __init__(self, config: ServerConfig, *, clock: Callable[[], float] = time.monotonic,
-                 evaluator: Evaluator | None = None) -> None:
+                 evaluator: Evaluator | None = None, start: StartMode = StartMode()) -> None:
         self.config = config
         self.clock = clock
         self._cond = threading.Condition()
         self._stopping = False
+        self.fatal: BaseException | None = None  # set when background work died
         self.state_dir = config_state_dir(config)
-        self.store = RunStore(self.state_dir / "fedprune.sqlite")
+        self.store = open_run_store(self.state_dir, mode=start,
+                                    config=config_io.to_dict(config), run_id=uuid.uuid4().hex[:12])
         self.run_id = self.store.ensure_run(uuid.uuid4().hex[:12], config_io.to_dict(config))
         initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
         self.program = build_program(config, initial=initial, evaluator=evaluator)
@@ -85,6 +107,9 @@ class Coordinator:
                                     version=self.model.version,
                                     mask_id=self.instructions.mask_id, clock=clock,
                                     plan=self.plan, population=self._population)
+        self.metrics = CoordinatorMetrics(waiting=lambda: self.sm.waiting_count,
+                                          active=lambda: self.sm.active_count)
+        self.metrics.model_version.set(self.model.version)
         self._check_admitted(first_round)
         self._timer = RoundTimer(clock)
         self._payload_cache: dict[tuple[int, str, bool], bytes] = {}
@@ -129,6 +154,7 @@ class Coordinator:
             self._cond.notify_all()
 
     def wait_finished(self, timeout: float | None = None) -> bool:
+        """True once the run is over, the coordinator stopped, or background work died."""
         with self._cond:
             return self._cond.wait_for(lambda: self.sm.finished or self._stopping, timeout)
 
@@ -167,10 +193,16 @@ class Coordinator:
         return frozenset(self._seen_clients) | self._registered
 
     def _touch_client(self, client_id: str, num_examples: int) -> None:
-        """Record a client in the store on first sight or when its data size changes."""
+        """Record a client in the store on first sight or when its data size changes; the
+        client list is bookkeeping, so a failed write is logged and retried next check-in."""
         if self._seen_clients.get(client_id) != num_examples:
+            try:
+                self.store.touch_client(client_id, num_examples)
+            except StoreError as exc:
+                log.warning("could not record client %s: %s", client_id, exc)
+                self.metrics.write_error("clients")
+                return
             self._seen_clients[client_id] = num_examples
-            self.store.touch_client(client_id, num_examples)
 
     # -- downlink ---------------------------------------------------------------------------
     def model_payload(self, client_id: str, task_id: str, held_mask_id: str) -> tuple[bytes, int]:
@@ -193,14 +225,15 @@ class Coordinator:
     # -- uplink -----------------------------------------------------------------------------
     def begin_push(self, client_id: str, header: cpb.UpdateHeader) -> PushTicket | None:
         """Validate a push header; None means an identical update was already accepted."""
-        if not 0 < header.num_examples <= MAX_EXAMPLES:
-            raise InvalidUpdate(f"num_examples must be in 1..{MAX_EXAMPLES}")
-        with self._cond:
+        with self._push_outcome(), self._cond:
+            if not 0 < header.num_examples <= MAX_EXAMPLES:
+                raise InvalidUpdate(f"num_examples must be in 1..{MAX_EXAMPLES}")
             new = self.sm.check_result(
                 client_id, header.task_id, kind=PhaseKind.TRAIN, round=header.round,
                 version=header.model_version, mask_id=header.mask_id,
                 digest=header.stream.sha256)
             if not new:
+                self.metrics.update(code="OK", duplicate=True)
                 return None
             instr = self.instructions
             return PushTicket(client_id, header.task_id, header.round, header.model_version,
@@ -212,17 +245,19 @@ class Coordinator:
         """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""
         with self._cond:
             open_round = self._train
-        if open_round is None or open_round.round != ticket.round:
-            raise InvalidUpdate(f"round {ticket.round} is not collecting updates")
-        return self.runner.decode(open_round, ticket, payload)
+        with self._push_outcome():
+            if open_round is None or open_round.round != ticket.round:
+                raise InvalidUpdate(f"round {ticket.round} is not collecting updates")
+            return self.runner.decode(open_round, ticket, payload)
 
     def commit_push(self, ticket: PushTicket, update: DecodedUpdate,
                     metrics: dict[str, float]) -> bool:
         """Fold a decoded update into the round; False if it turned out to be a duplicate."""
-        with self._cond:
+        with self._cond, self._push_outcome():
             new = self.sm.check_result(ticket.client_id, ticket.task_id, kind=PhaseKind.TRAIN,
                                        round=ticket.round, version=ticket.version,
                                        mask_id=ticket.mask_id, digest=ticket.digest)
+            self.metrics.update(code="OK", duplicate=not new)
             if not new:
                 return False
             assert self._train is not None and self._train.round == ticket.round
@@ -233,6 +268,16 @@ class Coordinator:
             self.sm.record_result(ticket.client_id, ticket.digest)
             self._advance_locked()
             return True
+
+    @contextmanager
+    def _push_outcome(self) -> Iterator[None]:
+        """Count a push refused by the exception leaving this block, by its status code."""
+        try:
+            yield
+        except Exception as exc:
+            code = status_for(exc)
+            self.metrics.update(code=code.name if code is not None else "UNKNOWN")
+            raise
 
     def report_evaluation(self, client_id: str, report: cpb.EvaluationReport) -> bool:
         metrics = dict(report.metrics)
@@ -276,6 +321,7 @@ class Coordinator:
             counts = self._bytes.setdefault(round_, [0, 0])
             counts[0] += up
             counts[1] += down
+        self.metrics.wire_bytes(up=up, down=down)
 
     def current_round(self) -> int:
         return self.sm.step.round
@@ -301,14 +347,34 @@ class Coordinator:
                 at = self.sm.next_deadline()
                 self._cond.wait(None if at is None else max(0.0, at - self.clock()))
                 if not self._stopping:
-                    self._advance_locked()
+                    try:
+                        self._advance_locked()
+                    except Exception:  # logged and made fatal in _advance_locked
+                        return
 
     def _advance_locked(self) -> None:
+        """Close due steps and open the next ones; an unexpected error here leaves the state
+        machine between two steps (closing again would apply a round twice), so it stops
+        the coordinator: :attr:`fatal` is set, waiters wake, and ``serve`` exits non-zero."""
+        if self.fatal is not None:
+            raise RuntimeError("the coordinator stopped after a fatal error") from self.fatal
+        try:
+            self._advance_steps()
+        except Exception as exc:
+            log.critical("coordinator stopping after an unexpected error in round %d: %s",
+                         self.sm.step.round, exc, exc_info=True)
+            self.fatal, self._stopping = exc, True
+            self._cond.notify_all()
+            raise
+
+    def _advance_steps(self) -> None:
         before = self._state_token()
         closed = self.sm.close_if_due()
         if self._state_token() != before:  # e.g. the selection timeout picked clients
             self._cond.notify_all()
         while closed is not None:
+            self.metrics.phase(kind=closed.step.kind.value,
+                               seconds=closed.closed_at - closed.step.opened_at)
             self._phase_closers[closed.step.kind](closed)
             upcoming = self.sm.upcoming(closed)
             if upcoming is not None and upcoming[0] != closed.step.round:
@@ -319,7 +385,7 @@ class Coordinator:
                 self._check_admitted(upcoming[0])
             self._cond.notify_all()
             if self.sm.finished:
-                write_report(self.state_dir, self.store, finished=True)
+                self._write_report_logged(finished=True)
                 log.info("run %s finished after round %d", self.run_id, closed.step.round)
             closed = self.sm.close_if_due()
 
@@ -332,40 +398,78 @@ class Coordinator:
             log.warning("run %s ends before round %d: %s", self.run_id, round_, reason)
 
     def _close_train_phase(self, closed: ClosedStep) -> None:
-        """The TRAIN phase ends its round here: aggregate, checkpoint, record, publish."""
+        """The TRAIN phase ends its round here (atomically, see the module doc)."""
         step, open_round = closed.step, self._train
         assert open_round is not None
         start = time.perf_counter()
-        status, reason, candidate, checkpoint = closed.succeeded, closed.reason, None, None
-        if closed.succeeded:
-            try:
+        up, down = self._take_bytes(step.round)
+        candidate, saved = None, None
+        try:
+            if closed.succeeded:
                 candidate = self.runner.close(open_round)
                 if candidate is not None:
-                    checkpoint = save_model_state(self.state_dir, step.round, candidate.model,
-                                                  self.runner.components(), self.run_id)
-            except (RoundFailed, OSError) as exc:
-                if candidate is not None:
-                    self.runner.rollback(candidate)
-                status, reason, candidate = False, f"{type(exc).__name__}: {exc}", None
-                log.error("round %d failed at close: %s", step.round, reason)
-        version = candidate.model.version if candidate else self.model.version
-        up, down = self._take_bytes(step.round)
-        record = self._timer.round_record(
-            closed, succeeded=status, reason=reason, version=version,
-            mask_id=candidate.model.mask_id if candidate else self.model.mask_id,
-            accepted=open_round.client_metrics, opened_at=self._round_opened,
-            server_seconds=open_round.server_seconds + time.perf_counter() - start,
-            close_seconds=time.perf_counter() - start,
-            bytes_up=up, bytes_down=down, metrics=candidate.metrics if candidate else {},
-            measurements=candidate.measurements if candidate else {})
-        self.store.record_round(record, checkpoint=checkpoint)
+                    saved = save_model_state(self.state_dir, step.round, candidate.model,
+                                             self.runner.components(), self.run_id)
+            record = self._round_record(closed, open_round, candidate, closed.succeeded,
+                                        closed.reason, start, up, down)
+            rotated = self.store.record_round(
+                record, checkpoint=saved, keep_checkpoints=KEEP_CHECKPOINTS,
+                before_commit=lambda: write_report(self.state_dir, self.store, finished=False))
+        except (RoundFailed, *WRITE_FAULTS) as exc:
+            if isinstance(exc, WRITE_FAULTS):
+                self.metrics.write_error("round_close")
+            if candidate is not None:
+                self.runner.rollback(candidate)
+            if saved is not None:  # written but never recorded: nothing refers to it
+                remove_checkpoints(self.state_dir, [saved.name])
+            self._fail_round(closed, open_round, f"{type(exc).__name__}: {exc}", start, up, down)
+            return
         if candidate is not None:
             self.runner.commit(candidate)
-        write_report(self.state_dir, self.store, finished=False)
+        self.metrics.round_closed(completed=record.status == "completed",
+                                  version=self.model.version)
+        remove_checkpoints(self.state_dir, rotated)
         log.info("round %d %s (%s): %d/%d updates, version %d, %s; close %.3fs under the lock",
                  step.round, record.status, record.reason, record.accepted, record.selected,
                  self.model.version, ", ".join(f"{k}={v:.4f}" for k, v in record.metrics.items())
                  or "no evaluation", time.perf_counter() - start)
+
+    def _fail_round(self, closed: ClosedStep, open_round: OpenRound, reason: str,
+                    start: float, up: int, down: int) -> None:
+        """A close that could not be applied: the model is unchanged; record the failure
+        if the store takes it (a disk that is still full is only logged)."""
+        log.error("round %d failed at close, model unchanged at version %d: %s",
+                  closed.step.round, self.model.version, reason)
+        self.metrics.round_closed(completed=False, version=self.model.version)
+        record = self._round_record(closed, open_round, None, False, reason, start, up, down)
+        try:
+            self.store.record_round(record)
+        except StoreError as exc:
+            log.error("round %d: could not record the failure either: %s", closed.step.round, exc)
+            self.metrics.write_error("round_record")
+            return
+        self._write_report_logged(finished=False)
+
+    def _round_record(self, closed: ClosedStep, open_round: OpenRound, candidate: Any,
+                      succeeded: bool, reason: str, start: float, up: int, down: int
+                      ) -> RoundRecord:
+        model = candidate.model if candidate is not None else self.model
+        return self._timer.round_record(
+            closed, succeeded=succeeded, reason=reason, version=model.version,
+            mask_id=model.mask_id, accepted=open_round.client_metrics,
+            opened_at=self._round_opened,
+            server_seconds=open_round.server_seconds + time.perf_counter() - start,
+            close_seconds=time.perf_counter() - start, bytes_up=up, bytes_down=down,
+            metrics=candidate.metrics if candidate is not None else {},
+            measurements=candidate.measurements if candidate is not None else {})
+
+    def _write_report_logged(self, *, finished: bool) -> None:
+        """The report is derived from the store; a failed rewrite is caught up next time."""
+        try:
+            write_report(self.state_dir, self.store, finished=finished)
+        except WRITE_FAULTS as exc:
+            log.error("could not rewrite the report: %s", exc)
+            self.metrics.write_error("report")
 
     def _close_evaluation_phase(self, closed: ClosedStep) -> None:
         """Federated evaluation metrics go to the round that produced the evaluated model."""
@@ -376,9 +480,14 @@ class Coordinator:
                        eval_bytes_up=float(up), eval_bytes_down=float(down))
         clients = {c: {f"federated_{k}": v for k, v in m.items()}
                    for c, m in ev.client_metrics.items()}
-        evaluated_round = self.store.last_completed_round()
-        self.store.update_round_metrics(evaluated_round, metrics, clients)
-        write_report(self.state_dir, self.store, finished=False)
+        try:
+            evaluated_round = self.store.last_completed_round()
+            self.store.update_round_metrics(evaluated_round, metrics, clients)
+        except StoreError as exc:
+            log.error("federated evaluation metrics lost: %s", exc)
+            self.metrics.write_error("evaluation")
+            return
+        self._write_report_logged(finished=False)
         log.info("round %d federated evaluation (%s): %s", evaluated_round, closed.reason, metrics)
 
     def _take_bytes(self, round_: int, *, keep_older: bool = False) -> tuple[int, int]:

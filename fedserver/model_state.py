@@ -10,6 +10,12 @@ Resuming refuses, with :class:`CheckpointMismatch` naming the component, a check
 set of components or whose configuration of a component differs from the running program:
 silently loading a FedAdam state into FedYogi, or a mask computed under another schedule,
 would corrupt the run.
+
+Resuming never starts over silently: the store's latest checkpoint is verified against its
+recorded SHA-256; a damaged one (missing, truncated, overwritten) is skipped, with a
+WARNING, for the previous recorded one (the store is rewound to it, so its later rounds run
+again); when none is good, or the store records completed rounds but no checkpoint,
+:class:`fedserver.state_dir.StateError` names the file and the recovery choices.
 """
 
 from __future__ import annotations
@@ -25,11 +31,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fedserver.checkpoint import read_checkpoint, write_checkpoint
+from fedserver.checkpoint import (
+    CheckpointRef,
+    DamagedCheckpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from fedserver.state_dir import CHECKPOINTS, StateError, recovery_hint
 from fedserver.store import RunStore
 
 log = logging.getLogger("fedserver.model_state")
-KEEP_CHECKPOINTS = 2
+KEEP_CHECKPOINTS = 2  # the latest and one to fall back to
 FORMAT = "fedprune.checkpoint/v2"
 
 
@@ -85,7 +97,9 @@ def _join(tree: Any, arrays: Mapping[str, np.ndarray]) -> Any:
 
 
 def save_model_state(state_dir: Path, round_: int, model: ModelState,
-                     components: Mapping[str, Stateful], run_id: str) -> str:
+                     components: Mapping[str, Stateful], run_id: str) -> CheckpointRef:
+    """Write ``checkpoints/round-NNNNN.npz``; the store makes it the latest (and rotates
+    older ones, see :func:`remove_checkpoints`) only when the round is recorded."""
     arrays: dict[str, np.ndarray] = {}
     meta = {
         "format": FORMAT, "run_id": run_id, "round": round_, "version": model.version,
@@ -95,12 +109,20 @@ def save_model_state(state_dir: Path, round_: int, model: ModelState,
                        for name, c in components.items()},
     }
     name = f"round-{round_:05d}.npz"
-    folder = state_dir / "checkpoints"
-    write_checkpoint(folder / name, {"param": model.params, "mask": model.masks or {},
-                                     "state": arrays}, meta)
-    for old in sorted(folder.glob("round-*.npz"))[:-KEEP_CHECKPOINTS]:
-        old.unlink(missing_ok=True)
-    return name
+    digest = write_checkpoint(state_dir / CHECKPOINTS / name,
+                              {"param": model.params, "mask": model.masks or {},
+                               "state": arrays}, meta)
+    return CheckpointRef(name=name, round=round_, sha256=digest)
+
+
+def remove_checkpoints(state_dir: Path, names: list[str]) -> None:
+    """Delete checkpoint files the store no longer references (best effort: a file left
+    behind is harmless, it is simply never read)."""
+    for name in names:
+        try:
+            (state_dir / CHECKPOINTS / name).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not remove rotated checkpoint %s: %s", name, exc)
 
 
 def _check_components(name: str, saved: Mapping[str, Any],
@@ -120,11 +142,34 @@ def _check_components(name: str, saved: Mapping[str, Any],
 
 def restore_model_state(state_dir: Path, store: RunStore, initial: dict[str, np.ndarray],
                         components: Mapping[str, Stateful]) -> ModelState:
-    """The latest checkpoint recorded in the store, or the initial model at version 0."""
-    name = store.get_state("latest_checkpoint")
-    if name is None:
+    """The latest good checkpoint recorded in the store, or the initial model at version 0
+    for a run with no completed round (see the module doc for damaged checkpoints)."""
+    latest = store.get_state("latest_checkpoint")
+    if latest is None:
+        if store.last_completed_round() > 0:
+            raise StateError(f"run store {store.path} records completed rounds but no "
+                             f"checkpoint: {recovery_hint(state_dir)}")
         return ModelState(params=dict(initial), version=0)
-    ckpt = read_checkpoint(state_dir / "checkpoints" / name)
+    refs = store.checkpoints() or [CheckpointRef(name=str(latest), round=-1, sha256="")]
+    damage: list[str] = []
+    for ref in refs:
+        try:
+            ckpt = read_checkpoint(state_dir / CHECKPOINTS / ref.name, sha256=ref.sha256)
+        except DamagedCheckpoint as exc:
+            log.warning("%s", exc)
+            damage.append(str(exc))
+            continue
+        if damage:
+            log.warning("falling back to the previous good checkpoint %s (round %d): rounds "
+                        "after it run again", ref.name, ref.round)
+            store.rewind(ref)
+        return _load(ref.name, ckpt, initial, components)
+    raise StateError(f"{damage[0]} and no earlier good checkpoint is recorded: "
+                     f"{recovery_hint(state_dir)}")
+
+
+def _load(name: str, ckpt: Any, initial: dict[str, np.ndarray],
+          components: Mapping[str, Stateful]) -> ModelState:
     if ckpt.meta.get("format") != FORMAT:
         raise CheckpointMismatch(f"checkpoint {name} has format {ckpt.meta.get('format')!r}, "
                                  f"expected {FORMAT!r}: use a new state_dir")

@@ -17,6 +17,10 @@ Invariants:
 * Each (client, task) counts at most once; a retried identical result is a duplicate.
 * A step never waits past its deadline; the coordinator schedules wake-ups with
   :meth:`next_deadline` instead of polling.
+* A step's selection timeout counts from its first waiting client
+  (:attr:`Step.first_waiting_at`), not from when it opened: round 1 after a slow start-up
+  (or the first round after a restart) waits the full timeout for its cohort, whatever the
+  time the coordinator and the clients took to come up.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class Step:
     selected: frozenset[str] = frozenset()
     selected_at: float | None = None
     deadline: float | None = None
+    first_waiting_at: float | None = None  # the selection timeout counts from here
     results: dict[str, bytes] = field(default_factory=dict)  # client -> digest
 
     @property
@@ -118,7 +123,9 @@ class RoundStateMachine:
         self.plan = plan if plan is not None else RoundPlan(config)
         self.run_id = run_id
         self._clock = clock
-        self._waiting: set[str] = set()
+        # client -> number of its Round calls waiting now: overlapping calls with one id
+        # (a client retrying a call it thinks was lost) keep it waiting until the last ends.
+        self._waiting: dict[str, int] = {}
         # The last closed step's task ids -> (round, accepted digest or None), so a retried
         # push whose ack was lost is still a duplicate, and anything else for it is late.
         self._closed_tasks: dict[str, tuple[int, bytes | None]] = {}
@@ -127,10 +134,27 @@ class RoundStateMachine:
 
     # -- availability -------------------------------------------------------------------
     def client_waiting(self, client_id: str) -> None:
-        self._waiting.add(client_id)
+        self._waiting[client_id] = self._waiting.get(client_id, 0) + 1
+        if self.step.first_waiting_at is None:
+            self.step.first_waiting_at = self._clock()
 
     def client_left(self, client_id: str) -> None:
-        self._waiting.discard(client_id)
+        left = self._waiting.get(client_id, 0) - 1
+        if left > 0:
+            self._waiting[client_id] = left
+        else:
+            self._waiting.pop(client_id, None)
+
+    @property
+    def waiting_count(self) -> int:
+        """Clients in a long-poll right now (read without the lock by metrics)."""
+        return len(self._waiting)
+
+    @property
+    def active_count(self) -> int:
+        """Selected clients whose result the open step still expects."""
+        step = self.step
+        return 0 if self.finished else len(step.selected) - len(step.results)
 
     # -- check-in -----------------------------------------------------------------------
     def poll(self, client_id: str) -> Assignment | Wait | Shutdown:
@@ -155,7 +179,7 @@ class RoundStateMachine:
             return
         step, now = self.step, self._clock()
         wanted = min(math.ceil(step.target * (1 + self.config.over_selection)), len(self._waiting))
-        timed_out = now >= step.opened_at + self.config.selection_timeout_s
+        timed_out = self._selection_timed_out(step, now)
         if wanted < math.ceil(step.target * (1 + self.config.over_selection)) and not (
                 timed_out and wanted >= step.quorum):
             return
@@ -166,9 +190,18 @@ class RoundStateMachine:
         """Draw from every registered client once the population has registered (or at
         the selection timeout); the sampled clients get their task when they check in."""
         known = self._population()
-        timed_out = self._clock() >= self.step.opened_at + self.config.selection_timeout_s
+        timed_out = self._selection_timed_out(self.step, self._clock())
         if len(known) >= self.config.population or (timed_out and known):
             self._select(self.step, poisson_cohort(known, self.config.sampling_rate))
+    def _selection_timeout_at(self, step: Step) -> float | None:
+        """None while no client has waited in this step (see the module invariants)."""
+        if step.first_waiting_at is None:
+            return None
+        return step.first_waiting_at + self.config.selection_timeout_s
+
+    def _selection_timed_out(self, step: Step, now: float) -> bool:
+        at = self._selection_timeout_at(step)
+        return at is not None and now >= at
 
     # -- results ------------------------------------------------------------------------
     def check_result(self, client_id: str, task_id: str, *, kind: PhaseKind, round: int,
@@ -217,7 +250,7 @@ class RoundStateMachine:
             return None
         step, now = self.step, self._clock()
         if step.selected_at is None:
-            if now >= step.opened_at + self.config.selection_timeout_s:
+            if self._selection_timed_out(step, now):
                 self._try_select()
             return None
         if not step.selected:
@@ -263,8 +296,9 @@ class RoundStateMachine:
         if not phases:  # a restart past the plan's end: nothing left to run
             phases = (Phase(PhaseKind.TRAIN, 1, 1, 1.0),)
         phase = phases[min(index, len(phases) - 1)]
+        now = self._clock()
         step = Step(phase=phase, index=index, round=rnd, version=version, mask_id=mask_id,
-                    opened_at=self._clock())
+                    opened_at=now, first_waiting_at=now if self._waiting else None)
         if phase.cohort == "survivors":
             self._select(step, survivors)
         return step
@@ -275,6 +309,6 @@ class RoundStateMachine:
             return None
         step = self.step
         if step.selected_at is None:
-            at = step.opened_at + self.config.selection_timeout_s
-            return at if at > self._clock() else None
+            at = self._selection_timeout_at(step)
+            return at if at is not None and at > self._clock() else None
         return step.deadline

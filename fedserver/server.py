@@ -22,12 +22,18 @@ from fedcore.pb import coordinator_pb2, coordinator_pb2_grpc
 from fedserver.auth import Authenticator
 from fedserver.config import ServerConfig
 from fedserver.coordinator import Coordinator
+from fedserver.metrics import MetricsEndpoint, serve_metrics
 from fedserver.servicer import CoordinatorServicer
+from fedserver.state_dir import StartMode
 from fedserver.tasks import TaskFactory
 
 log = logging.getLogger("fedserver.server")
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 SHUTDOWN_LINGER_S = 3.0  # after the last round: time for waiting clients to hear SHUTDOWN
+
+
+class BindError(OSError):
+    """A configured port cannot be bound; the message names the key and the address."""
 
 
 @dataclass
@@ -36,11 +42,14 @@ class RunningServer:
     port: int
     coordinator: Coordinator
     health: health.HealthServicer
+    metrics: MetricsEndpoint | None = None  # network.metrics_port >= 0
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
         self.coordinator.stop()
         self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.coordinator.close()
 
 
@@ -57,14 +66,15 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
-def create_server(config: ServerConfig, *, evaluator: object | None = None) -> RunningServer:
+def create_server(config: ServerConfig, *, evaluator: object | None = None,
+                  start: StartMode = StartMode()) -> RunningServer:
     if evaluator is None and config.evaluation.test_set:
         from fedserver.evaluation import ServerEvaluator
 
         evaluator = ServerEvaluator(model_name=config.training.model,
                                     test_set=config.evaluation.test_set,
                                     batch_size=config.evaluation.batch_size)
-    coordinator = Coordinator(config, evaluator=evaluator)  # type: ignore[arg-type]
+    coordinator = Coordinator(config, evaluator=evaluator, start=start)  # type: ignore[arg-type]
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
                          options=_grpc_options(config),
@@ -76,16 +86,33 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None) -> R
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.network.host}:{config.network.port}")
+    address = f"{config.network.host}:{config.network.port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.6x raises instead of returning 0
+        port = 0
     if port == 0:
-        raise OSError(f"cannot bind {config.network.host}:{config.network.port}")
+        coordinator.close()
+        raise BindError(f"network.port: cannot bind {address} (in use or not an address of "
+                        f"this machine)")
+    metrics = None
+    if config.network.metrics_port >= 0:
+        try:
+            metrics = serve_metrics(coordinator.metrics, host=config.network.host,
+                                    port=config.network.metrics_port)
+        except OSError as exc:
+            server.stop(None)
+            coordinator.close()
+            raise BindError(f"network.metrics_port: cannot bind {config.network.host}:"
+                            f"{config.network.metrics_port} ({exc.strerror or exc})") from exc
+        log.info("metrics on http://%s:%d/metrics", config.network.host, metrics.port)
     server.start()
     coordinator.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator listening on %s:%d (state %s)", config.network.host, port,
              coordinator.state_dir)
-    return RunningServer(server, port, coordinator, health_servicer)
+    return RunningServer(server, port, coordinator, health_servicer, metrics)
 
 
 def write_endpoint(running: RunningServer, config: ServerConfig) -> None:
@@ -96,12 +123,16 @@ def write_endpoint(running: RunningServer, config: ServerConfig) -> None:
     path = running.coordinator.state_dir / "endpoint.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"host": config.network.host, "port": running.port,
+                               "metrics_port": running.metrics.port if running.metrics else None,
                                "pid": os.getpid()}))
     os.replace(tmp, path)
 
 
-def serve(config: ServerConfig) -> int:
-    running = create_server(config)
+EXIT_FATAL = 3  # background work died (logged at CRITICAL); the run resumes on restart
+
+
+def serve(config: ServerConfig, *, start: StartMode = StartMode()) -> int:
+    running = create_server(config, start=start)
     write_endpoint(running, config)
     stop = threading.Event()
 
@@ -114,8 +145,12 @@ def serve(config: ServerConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     while not stop.is_set() and not running.coordinator.wait_finished(timeout=1.0):
         pass
-    if not stop.is_set():
+    fatal = running.coordinator.fatal
+    if not stop.is_set() and fatal is None:
         stop.wait(SHUTDOWN_LINGER_S)
     running.stop(grace=config.network.grace_s)
+    if fatal is not None:
+        log.critical("coordinator stopped after a fatal error: %s", fatal)
+        return EXIT_FATAL
     log.info("coordinator stopped")
     return 0

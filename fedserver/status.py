@@ -2,7 +2,9 @@
 
 The servicer never picks a status code inline: it runs each handler inside
 :func:`abort_on_error`, which maps the exception type (and, for round rejections, the
-reason) to the precise status the protocol documents.
+reason) to the precise status the protocol documents. A round rejection also names its
+reason in trailing metadata (:mod:`fedcore.rejections`), so a client can tell a refusal
+that is final (late) from a transient failure with the same code.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import grpc
 
 from fedcompression.errors import CodecError
 from fedcore.model_codec import MaskMismatchError, ModelMismatchError
+from fedcore.rejections import REJECTION_KEY
 from fedcore.streaming import PayloadTooLarge, StreamError
 from fedserver.auth import AuthError
 from fedserver.round_state import Rejection, RejectReason
@@ -63,4 +66,6 @@ def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
         code = status_for(exc)
         if code is None:
             raise
+        if isinstance(exc, Rejection):
+            context.set_trailing_metadata(((REJECTION_KEY, exc.reason.name.lower()),))
         context.abort(code, str(exc))

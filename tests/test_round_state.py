@@ -290,3 +290,45 @@ def test_poisson_config_needs_a_rate_and_a_population() -> None:
         RoundConfig(selection="poisson", population=10)
     with pytest.raises(ValueError, match="population"):
         RoundConfig(selection="poisson", sampling_rate=0.1)
+def test_selection_timeout_counts_from_the_first_check_in_not_the_start() -> None:
+    """A slow start-up (here 500 s before any client) must not shrink round 1's cohort."""
+    sm, clock = make()
+    clock.now = 1500.0  # the coordinator has been up for 500 s, past its 10 s timeout
+    assert sm.next_deadline() is None  # nobody waited: no selection deadline yet
+    assert sm.close_if_due() is None and sm.step.selected_at is None
+    sm.client_waiting("a")
+    assert isinstance(sm.poll("a"), Wait)  # one early client is not selected alone
+    sm.client_waiting("b")
+    assert isinstance(sm.poll("b"), Wait)  # quorum, but the timeout has not run out
+    assert sm.next_deadline() == 1510.0
+    clock.now = 1505.0
+    sm.client_waiting("c")  # the third client arrives within the timeout: full cohort
+    assert isinstance(sm.poll("c"), Assignment)
+    assert sm.step.selected == {"a", "b", "c"}
+
+
+def test_selection_timeout_of_a_later_step_counts_from_its_open_when_clients_wait() -> None:
+    sm, clock = make()
+    wait_all(sm, ["a", "b", "c"])
+    for c in "abc":
+        push(sm, c)
+    sm.client_waiting("a")  # a is already back in a long-poll when round 2 opens
+    clock.now = 1100.0
+    closed = sm.close_if_due()
+    assert closed is not None
+    sm.start_next(closed, version=1, mask_id="")
+    assert sm.step.first_waiting_at == 1100.0 and sm.next_deadline() == 1110.0
+
+
+def test_overlapping_check_ins_with_one_id_keep_the_client_waiting() -> None:
+    """A client's second Round call ending first must not take it out of selection."""
+    sm, clock = make(clients_per_round=2, min_clients=2)
+    sm.client_waiting("a")
+    sm.client_waiting("a")  # an overlapping retry of the same long-poll
+    sm.client_left("a")  # one of them returns (WAIT)
+    sm.client_waiting("b")
+    assert isinstance(sm.poll("b"), Assignment)
+    assert sm.step.selected == {"a", "b"}
+    sm.client_left("a")
+    sm.client_left("b")
+    assert sm.waiting_count == 0
