@@ -213,7 +213,7 @@ def plots(results: list[dict[str, Any]], out: Path, suffix: str = "") -> list[Pa
     ax.set_xlabel("round")
     ax.set_ylabel("epsilon")
     ax.set_title("W4: epsilon vs round (Poisson-sampled cohort, RDP)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
     eps_path = out / f"privacy-epsilon-vs-round{suffix}.png"
     fig.savefig(eps_path, dpi=110)
