@@ -2,7 +2,8 @@
 
 Workload (W1 ``digits-mlp``, docs/workloads.md): the real coordinator
 (``python -m fedserver``) and N client daemons (``python -m fedclient``), each its own OS
-process, real gRPC over loopback, started by ``fedprune.simulate.run_simulation`` with the default coordinator config
+process, real gRPC over loopback, started by ``fedprune.simulate.run_simulation``
+with the default coordinator config
 (10 clients, 30 rounds, digits, MLP 64-256-256-10, 2 local epochs, FedAvg).
 
 Per run it reports, from the coordinator's ``report.json``:

@@ -2,7 +2,8 @@
 
 Workload: W1 ``digits-mlp`` as defined in docs/workloads.md (FedAvg defaults): the real
 coordinator and 10 client daemons (separate OS processes, real gRPC over loopback) via
-``fedprune.simulate.run_simulation``, 30 rounds, MLP 64-256-256-10, 2 local epochs SGD lr 0.05 momentum 0.9 batch 32.
+``fedprune.simulate.run_simulation``, 30 rounds, MLP 64-256-256-10, 2 local epochs SGD lr 0.05
+momentum 0.9 batch 32.
 
 Cells (run in this priority order, so a cut-short run still answers the targets):
 
@@ -268,6 +269,7 @@ def mask_sparsity(mask_id: str) -> float | None:
 
 def run_fed(cell: Cell, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from federation import cohort_differed
+
     from fedprune.simulate import SimulationSpec, run_simulation
 
     run_dir = out / "runs" / cell.name

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedcore import config as config_io
+from fedcore.secrets import redacted
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ConfigCli:
     env_prefix: str
     shortcuts: Mapping[str, str]  # flag name -> dotted config key
     example: str  # an example --set / env key, e.g. "round.rounds=5"
+    switches: Mapping[str, str] = field(default_factory=dict)  # --flag -> boolean key set true
 
     def parser(self) -> argparse.ArgumentParser:
         key, _, value = self.example.partition("=")
@@ -36,15 +38,20 @@ class ConfigCli:
         for flag, dotted in self.shortcuts.items():
             p.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
                            metavar=dotted.split(".")[-1].upper(), help=f"same as --set {dotted}=...")
+        for flag, dotted in self.switches.items():
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action="store_true",
+                           help=f"same as --set {dotted}=true")
         p.add_argument("--print-config", action="store_true",
-                       help="print the effective configuration as TOML and exit")
+                       help="print the effective configuration as TOML (tokens as their "
+                            "sha256 digests) and exit")
         return p
 
     def load(self, cls: type[Any], argv: list[str] | None) -> tuple[Any, argparse.Namespace]:
         """Parse ``argv`` and load ``cls``; raises ConfigError naming a bad key."""
         ns = self.parser().parse_args(argv)
         overrides = [f"{key}={getattr(ns, flag)}" for flag, key in self.shortcuts.items()
-                     if getattr(ns, flag) is not None] + ns.set
+                     if getattr(ns, flag) is not None] + ns.set \
+            + [f"{key}=true" for flag, key in self.switches.items() if getattr(ns, flag)]
         config = config_io.load(cls, path=ns.config, env_prefix=self.env_prefix,
                                 overrides=overrides)
         return config, ns
@@ -58,6 +65,6 @@ class ConfigCli:
             print(f"{self.prog}: {exc}", file=sys.stderr)
             return 2
         if ns.print_config:
-            print(config_io.to_toml(config), end="")
+            print(config_io.to_toml(redacted(config)), end="")
             return 0
         return config

@@ -22,7 +22,8 @@ CLI = ConfigCli(
         "rounds": "round.rounds", "clients_per_round": "round.clients_per_round",
         "min_clients": "round.min_clients", "deadline_s": "round.deadline_s",
         "preset": "aggregation.preset", "model": "training.model", "log_level": "log_level",
-    })
+    },
+    switches={"insecure": "network.insecure"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,12 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(config, int):
         return config
     configure_logging(config.log_level, config.log_format, name="fedserver")
+    from fedcore.tls import TlsFileError
     from fedserver.model_state import CheckpointMismatch
     from fedserver.server import serve
+    from fedserver.transport import InsecureExposure
 
     try:
         return serve(config)
-    except CheckpointMismatch as exc:  # the state folder belongs to another program
+    # the state folder belongs to another program; an unsafe bind; an unusable cert file
+    except (CheckpointMismatch, InsecureExposure, TlsFileError) as exc:
         print(f"fedserver: error: {exc}", file=sys.stderr)
         return 2
 

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from fedcore.pb import coordinator_pb2, coordinator_pb2_grpc
 from fedserver.auth import Authenticator
 from fedserver.config import ServerConfig
 from fedserver.coordinator import Coordinator
 from fedserver.servicer import CoordinatorServicer
+from fedserver.stream_guard import IdleStreamReaper, StreamLimiter
 from fedserver.tasks import TaskFactory
+from fedserver.transport import Listener
 
 log = logging.getLogger("fedserver.server")
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
@@ -36,11 +37,13 @@ class RunningServer:
     port: int
     coordinator: Coordinator
     health: health.HealthServicer
+    reaper: IdleStreamReaper
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
         self.coordinator.stop()
         self.server.stop(grace).wait()
+        self.reaper.stop()
         self.coordinator.close()
 
 
@@ -57,7 +60,27 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def _enable_reflection(server: grpc.Server) -> None:
+    """Serve reflection as ``grpc.reflection.v1alpha`` and ``grpc.reflection.v1``.
+
+    grpcio-reflection ships only the v1alpha servicer; v1's messages are the same on the
+    wire (same fields and numbers), so its service is the v1alpha servicer under v1's name.
+    """
+    from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+    v1 = "grpc.reflection.v1.ServerReflection"
+    names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME, v1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(v1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
+
+
 def create_server(config: ServerConfig, *, evaluator: object | None = None) -> RunningServer:
+    listener = Listener.from_config(config)  # before anything is built or written
     if evaluator is None and config.evaluation.test_set:
         from fedserver.evaluation import ServerEvaluator
 
@@ -66,26 +89,35 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None) -> R
                                     batch_size=config.evaluation.batch_size)
     coordinator = Coordinator(config, evaluator=evaluator)  # type: ignore[arg-type]
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
+    reaper = IdleStreamReaper(idle_s=config.network.stream_idle_s)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
                          options=_grpc_options(config),
+                         interceptors=[StreamLimiter(limit=config.network.open_streams_limit,
+                                                     reaper=reaper)],
                          maximum_concurrent_rpcs=config.network.max_concurrent_rpcs)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(
         CoordinatorServicer(coordinator, Authenticator(config.auth), tasks,
                             max_payload_bytes=config.network.max_payload_bytes), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.network.host}:{config.network.port}")
-    if port == 0:
-        raise OSError(f"cannot bind {config.network.host}:{config.network.port}")
+    if config.network.reflection:
+        _enable_reflection(server)
+    port = listener.bind(server)
+    reaper.start()
     server.start()
     coordinator.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("coordinator listening on %s:%d (state %s)", config.network.host, port,
-             coordinator.state_dir)
-    return RunningServer(server, port, coordinator, health_servicer)
+    log.info("coordinator listening on %s:%d with %s (state %s)", config.network.host, port,
+             _transport_name(config), coordinator.state_dir)
+    return RunningServer(server, port, coordinator, health_servicer, reaper)
+
+
+def _transport_name(config: ServerConfig) -> str:
+    if not config.tls.enabled:
+        return "plaintext"
+    return "mTLS" if config.tls.require_client_cert else \
+        "TLS (client certificates optional)" if config.tls.client_ca else "TLS"
 
 
 def write_endpoint(running: RunningServer, config: ServerConfig) -> None:

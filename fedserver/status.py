@@ -2,7 +2,9 @@
 
 The servicer never picks a status code inline: it runs each handler inside
 :func:`abort_on_error`, which maps the exception type (and, for round rejections, the
-reason) to the precise status the protocol documents.
+reason) to the precise status the protocol documents. Details are clipped
+(:func:`fedcore.text.clip`): they quote client-supplied strings, which must not come back
+unbounded.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import grpc
 from fedcompression.errors import CodecError
 from fedcore.model_codec import MaskMismatchError, ModelMismatchError
 from fedcore.streaming import PayloadTooLarge, StreamError
+from fedcore.text import clip
 from fedserver.auth import AuthError
 from fedserver.round_state import Rejection, RejectReason
 from fedserver.updates import InvalidUpdate
+
+DETAILS_LIMIT = 300  # characters of status details
 
 _REJECTION_CODES = {
     RejectReason.UNKNOWN_TASK: grpc.StatusCode.NOT_FOUND,
@@ -63,4 +68,4 @@ def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
         code = status_for(exc)
         if code is None:
             raise
-        context.abort(code, str(exc))
+        context.abort(code, clip(str(exc), DETAILS_LIMIT))
