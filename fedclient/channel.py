@@ -1,4 +1,4 @@
-"""The client's gRPC channel: keepalive, gRPC-level retries of UNAVAILABLE, size limits.
+"""The client's gRPC channel: TLS, keepalive, gRPC-level retries of UNAVAILABLE, size limits.
 
 Only the unary calls get gRPC's transparent retries. Streams are retried by the daemon
 itself: a transparently retried server stream whose server died mid-call was seen to hang
@@ -12,6 +12,8 @@ import json
 import grpc
 
 from fedcore.pb import coordinator_pb2
+from fedcore.tls import ClientTls
+from fedcore.tls import open_channel as _open
 
 SERVICE = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
 
@@ -26,8 +28,9 @@ _SERVICE_CONFIG = json.dumps({
 })
 
 
-def open_channel(target: str) -> grpc.Channel:
-    return grpc.insecure_channel(target, options=[
+def open_channel(target: str, *, tls: ClientTls | None = None) -> grpc.Channel:
+    """Plaintext unless ``tls`` names a CA (then TLS, and mTLS with a client cert)."""
+    return _open(target, tls or ClientTls(), options=[
         ("grpc.enable_retries", 1),
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.keepalive_time_ms", 30_000),

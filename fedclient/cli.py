@@ -34,13 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     from fedclient.daemon import ClientDaemon
     from fedclient.local_work import LocalWorker
     from fedcore.datasets import load_client_data
+    from fedcore.tls import TlsFileError
 
     try:
         data = load_client_data(config.data)
     except (ValueError, OSError) as exc:
         print(f"fedclient: cannot load data: {exc}", file=sys.stderr)
         return 2
-    daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed))
+    try:
+        daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed,
+                                                  allowed_models=config.allowed_models))
+    except TlsFileError as exc:
+        print(f"fedclient: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
     try:

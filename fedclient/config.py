@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedcore.datasets import DataSpec
+from fedcore.secrets import SECRET
+from fedcore.tls import ClientTls
 
 
 @dataclass(frozen=True)
 class ClientConfig:
     server: str = "127.0.0.1:50051"  # host:port of the coordinator
     client_id: str = ""  # required; unique per client
-    token: str = "fedprune-local"  # bearer token the coordinator knows for this client
+    token: str = field(default="fedprune-local", metadata=SECRET)  # bearer token
     max_wait_ms: int = 20_000  # long-poll length asked of Round
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
@@ -19,7 +21,12 @@ class ClientConfig:
     seed: int = 0
     log_level: str = "INFO"
     log_format: str = "text"
+    # models this client agrees to build besides the registry's (``mlp``, ``cnn``):
+    # ``package.module:function`` entry points its operator trusts; a task naming any other
+    # is refused before anything is imported (the coordinator cannot make a client run code)
+    allowed_models: tuple[str, ...] = ()
     data: DataSpec = field(default_factory=DataSpec)
+    tls: ClientTls = field(default_factory=ClientTls)
 
     def __post_init__(self) -> None:
         if not self.client_id or len(self.client_id) > 128 or not self.client_id.isprintable():

@@ -56,7 +56,7 @@ class ClientDaemon:
         self.worker = worker
         self._stop = threading.Event()
         self._inflight: grpc.Future | None = None
-        self._channel = open_channel(config.server)
+        self._channel = open_channel(config.server, tls=config.tls)
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._metadata = (("x-fedprune-client-id", config.client_id),
                           ("authorization", f"Bearer {config.token}"))

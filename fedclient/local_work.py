@@ -30,6 +30,7 @@ from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.proximal import ProximalTerm
 from fedcore.secure_noise import SecureGaussian
+from fedcore.text import clip
 from fedcore.train_hooks import TrainHook
 from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
 
@@ -53,12 +54,23 @@ def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params
     return hooks
 
 
-class LocalWorker:
-    """Holds the client's data and one model instance per model name."""
+class ModelNotAllowed(ValueError):
+    """A task named an entry point this client's operator did not allow."""
 
-    def __init__(self, data: ClientData, *, seed: int = 0) -> None:
+
+class LocalWorker:
+    """Holds the client's data and one model instance per model name.
+
+    Invariant: the coordinator cannot make this client import code. A task's model name is
+    built only if it is a registry name (no import) or one of ``allowed_models``, the entry
+    points the client's own operator configured; anything else raises
+    :class:`ModelNotAllowed` before :mod:`importlib` is touched."""
+
+    def __init__(self, data: ClientData, *, seed: int = 0,
+                 allowed_models: tuple[str, ...] = ()) -> None:
         self.data = data
         self._seed = seed
+        self._allowed = frozenset(allowed_models)
         self._models: dict[str, torch.nn.Module] = {}
 
     @property
@@ -66,6 +78,10 @@ class LocalWorker:
         return self._seed
 
     def model(self, name: str) -> torch.nn.Module:
+        if ":" in name and name not in self._allowed:
+            raise ModelNotAllowed(
+                f"refusing model {clip(name)!r} named by the coordinator: entry points must "
+                "be listed in this client's allowed_models (nothing was imported)")
         if name not in self._models:
             self._models[name] = build_model(name, seed=self._seed)
         return self._models[name]

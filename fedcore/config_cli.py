@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
-from dataclasses import field as dc_field
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedcore import config as config_io
+from fedcore.secrets import redacted
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class ConfigCli:
     example: str  # an example --set / env key, e.g. "round.rounds=5"
     # Flags that are not configuration (how to start, not what to run): flag -> argparse
     # keyword arguments, e.g. {"--new-run": {"action": "store_true", "help": ...}}.
-    run_flags: Mapping[str, Mapping[str, Any]] = dc_field(default_factory=dict)
+    run_flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    switches: Mapping[str, str] = field(default_factory=dict)  # --flag -> boolean key set true
 
     def parser(self) -> argparse.ArgumentParser:
         key, _, value = self.example.partition("=")
@@ -40,8 +41,12 @@ class ConfigCli:
         for flag, dotted in self.shortcuts.items():
             p.add_argument(f"--{flag.replace('_', '-')}", dest=flag,
                            metavar=dotted.split(".")[-1].upper(), help=f"same as --set {dotted}=...")
+        for flag, dotted in self.switches.items():
+            p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, action="store_true",
+                           help=f"same as --set {dotted}=true")
         p.add_argument("--print-config", action="store_true",
-                       help="print the effective configuration as TOML and exit")
+                       help="print the effective configuration as TOML (tokens as their "
+                            "sha256 digests) and exit")
         for flag, kwargs in self.run_flags.items():
             p.add_argument(flag, **kwargs)
         return p
@@ -50,7 +55,8 @@ class ConfigCli:
         """Parse ``argv`` and load ``cls``; raises ConfigError naming a bad key."""
         ns = self.parser().parse_args(argv)
         overrides = [f"{key}={getattr(ns, flag)}" for flag, key in self.shortcuts.items()
-                     if getattr(ns, flag) is not None] + ns.set
+                     if getattr(ns, flag) is not None] + ns.set \
+            + [f"{key}=true" for flag, key in self.switches.items() if getattr(ns, flag)]
         config = config_io.load(cls, path=ns.config, env_prefix=self.env_prefix,
                                 overrides=overrides)
         return config, ns
@@ -70,6 +76,6 @@ class ConfigCli:
             print(f"{self.prog}: {exc}", file=sys.stderr)
             return 2
         if ns.print_config:
-            print(config_io.to_toml(config), end="")
+            print(config_io.to_toml(redacted(config)), end="")
             return 0
         return config, ns

@@ -5,6 +5,7 @@
     fedprune report runs/latest/report.json
     fedprune export runs/latest --out model.fpm --values int8 --shrink
     fedprune privacy --target-epsilon 8 --rounds 30        # noise multiplier for a budget
+    fedprune certs --out certs --clients 3   # development CA, server and client certificates
 """
 
 from __future__ import annotations
@@ -111,6 +112,25 @@ def _privacy(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _certs(ns: argparse.Namespace) -> int:
+    from fedprune.certs import make_certs
+
+    names = tuple(ns.names.split(",")) if ns.names else \
+        tuple(f"client-{i}" for i in range(ns.clients))
+    if ns.names and len(names) != ns.clients:
+        print(f"fedprune certs: --names lists {len(names)} names for --clients {ns.clients}",
+              file=sys.stderr)
+        return 2
+    try:
+        made = make_certs(Path(ns.out), clients=names, server_sans=tuple(ns.san))
+    except OSError as exc:
+        print(f"fedprune certs: cannot write {ns.out!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"CA {made.ca}; coordinator {made.server_cert} + {made.server_key}; "
+          f"clients {', '.join(made.clients) or '(none)'} in {ns.out}/")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fedprune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -155,12 +175,21 @@ def parser() -> argparse.ArgumentParser:
                      help="Poisson sampling rate q of the population (1.0, no amplification: "
                      "what the coordinator's cohort selection gives today)")
     prv.set_defaults(func=_privacy)
+    crt = sub.add_parser("certs", help="create a development CA, coordinator and client certs")
+    crt.add_argument("--out", default="certs", help="folder to write PEM files into (certs)")
+    crt.add_argument("--clients", type=int, default=0,
+                     help="client certificates client-0..client-(N-1) (0)")
+    crt.add_argument("--names", help="comma-separated client names instead of client-i")
+    crt.add_argument("--san", action="append", default=[], metavar="NAME",
+                     help="extra coordinator host name or IP (repeatable; localhost and "
+                          "127.0.0.1 are always included)")
+    crt.set_defaults(func=_certs)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parser().parse_args(argv)
-    if getattr(ns, "clients", 1) < 1:
+    if getattr(ns, "clients", 1) < (0 if ns.command == "certs" else 1):
         print("fedprune: --clients must be >= 1", file=sys.stderr)
         return 2
     return int(ns.func(ns))

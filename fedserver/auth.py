@@ -1,14 +1,23 @@
-"""Client authentication from gRPC metadata (``x-fedprune-client-id`` + bearer token)."""
+"""Who is calling: a verified client certificate (mTLS), else metadata and a bearer token.
+
+Why: with a shared token any holder can claim any id, so a certificate's name is the
+stronger identity and must win. Invariants: a call whose TLS peer presented a verified
+certificate is that certificate's client (subject CN, else first SAN); a metadata
+``x-fedprune-client-id`` naming anyone else is refused, never obeyed. Tokens are held
+only as SHA-256 digests (:mod:`fedcore.secrets`) and compared in constant time; error
+messages never contain a token.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from fedcore.secrets import digest, matches
 from fedserver.config import AuthConfig
 
 CLIENT_ID_KEY = "x-fedprune-client-id"
 AUTHORIZATION_KEY = "authorization"
+PeerAuth = Mapping[str, Sequence[bytes]]  # grpc's ServicerContext.auth_context()
 
 
 class AuthError(Exception):
@@ -19,27 +28,41 @@ class AuthError(Exception):
         self.unauthenticated = unauthenticated
 
 
+def certificate_identity(peer: PeerAuth) -> str:
+    """The client name of a verified peer certificate ("" when the peer presented none).
+
+    grpc fills ``x509_common_name`` / ``x509_subject_alternative_name`` only for a
+    certificate that verified against the server's ``client_ca``."""
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        values = peer.get(key) or ()
+        if values:
+            return values[0].decode("utf-8", "replace")
+    return ""
+
+
 class Authenticator:
     def __init__(self, config: AuthConfig) -> None:
-        self._tokens = dict(config.tokens)
-        self._shared = config.shared_token
+        self._tokens = {cid: digest(tok) for cid, tok in config.tokens.items()}
+        self._shared = digest(config.shared_token) if config.shared_token else ""
 
-    def authenticate(self, metadata: Mapping[str, str]) -> str:
+    def authenticate(self, metadata: Mapping[str, str], *, peer: PeerAuth | None = None) -> str:
         """Return the client id, or raise AuthError."""
-        client_id = metadata.get(CLIENT_ID_KEY, "")
+        claimed = metadata.get(CLIENT_ID_KEY, "")
+        certified = certificate_identity(peer or {})
+        if certified:
+            if claimed and claimed != certified:
+                raise AuthError(f"client id in metadata does not match the client certificate "
+                                f"({certified!r})")
+            return certified
         auth = metadata.get(AUTHORIZATION_KEY, "")
-        if not client_id or not auth.startswith("Bearer "):
+        if not claimed or not auth.startswith("Bearer "):
             raise AuthError("missing x-fedprune-client-id or 'authorization: Bearer <token>'")
-        if len(client_id) > 128 or not client_id.isprintable():
+        if len(claimed) > 128 or not claimed.isprintable():
             raise AuthError("client id must be 1..128 printable characters")
         token = auth[len("Bearer "):]
-        expected = self._tokens.get(client_id)
-        if expected is not None:
-            if hmac.compare_digest(token.encode(), expected.encode()):
-                return client_id
-            raise AuthError(f"bad token for client {client_id!r}")
-        if self._shared:
-            if hmac.compare_digest(token.encode(), self._shared.encode()):
-                return client_id
-            raise AuthError(f"bad token for client {client_id!r}")
-        raise AuthError(f"unknown client {client_id!r}", unauthenticated=False)
+        expected = self._tokens.get(claimed) or self._shared
+        if not expected:
+            raise AuthError(f"unknown client {claimed!r}", unauthenticated=False)
+        if matches(token, expected):
+            return claimed
+        raise AuthError(f"bad token for client {claimed!r}")

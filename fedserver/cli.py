@@ -35,7 +35,8 @@ CLI = ConfigCli(
         "--from-checkpoint": {"metavar": "PATH", "type": Path,
                               "help": "resume from this checkpoint file (the current state "
                                       "is moved aside as with --new-run)"},
-    })
+    },
+    switches={"insecure": "network.insecure"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,14 +49,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format, name="fedserver")
+    from fedcore.tls import TlsFileError
     from fedserver.model_state import CheckpointMismatch
     from fedserver.server import BindError, serve
     from fedserver.state_dir import StartMode, StateError
+    from fedserver.transport import InsecureExposure
 
     try:
         return serve(config, start=StartMode(new_run=flags.new_run,
                                              from_checkpoint=flags.from_checkpoint))
-    except (CheckpointMismatch, StateError, BindError) as exc:  # wrong state, or port taken
+    # another program's state, an unusable state folder, a taken port, an unsafe bind,
+    # an unusable certificate file
+    except (CheckpointMismatch, StateError, BindError, InsecureExposure, TlsFileError) as exc:
         print(f"fedserver: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedcore.model_codec import VALUE_CODEC_BY_NAME
+from fedcore.secrets import SECRET
 from fedserver.pruning.config import PruningConfig
 
 
@@ -30,6 +31,13 @@ class NetworkConfig:
     long_poll_s: float = 20.0  # cap on how long Round holds a check-in before WAIT
     grace_s: float = 5.0  # SIGTERM: time given to in-flight RPCs
     metrics_port: int = -1  # Prometheus /metrics on host:metrics_port; -1 off, 0 a free port
+    # serve a non-loopback address without TLS or with the built-in token (``--insecure``)
+    insecure: bool = False
+    reflection: bool = False  # gRPC server reflection (v1alpha and v1); opt-in
+    stream_idle_s: float = 30.0  # a PushUpdate stream silent this long is cancelled
+    # client-streaming / bidi calls (PushUpdate, reflection) served at once; more are
+    # refused with RESOURCE_EXHAUSTED, so idle streams cannot take every worker thread
+    max_open_streams: int = 0  # 0: max_workers // 3
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
@@ -41,6 +49,13 @@ class NetworkConfig:
         _check(self.max_message_bytes >= 2 << 20, "max_message_bytes", "must be >= 2 MiB")
         _check(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
         _check(self.long_poll_s > 0, "long_poll_s", "must be > 0")
+        _check(self.stream_idle_s > 0, "stream_idle_s", "must be > 0")
+        _check(0 <= self.max_open_streams <= self.max_workers // 2, "max_open_streams",
+               "must be in 0..max_workers/2 (the rest of the pool serves health and polls)")
+
+    @property
+    def open_streams_limit(self) -> int:
+        return self.max_open_streams or max(1, self.max_workers // 3)
 
 
 @dataclass(frozen=True)
@@ -195,14 +210,42 @@ class WireConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """Client credentials. ``tokens`` maps client id -> token; ``shared_token`` admits any id."""
+    """Client credentials. ``tokens`` maps client id -> token; ``shared_token`` admits any id.
 
-    tokens: dict[str, str] = field(default_factory=dict)
-    shared_token: str = ""
+    Each token may be given as plaintext or as its ``sha256:<hex>`` digest (what
+    ``--print-config`` and the run store show); a verified client certificate (mTLS)
+    authenticates without a token."""
+
+    tokens: dict[str, str] = field(default_factory=dict, metadata=SECRET)
+    shared_token: str = field(default="", metadata=SECRET)
 
     def __post_init__(self) -> None:
         _check(bool(self.tokens) or bool(self.shared_token), "tokens",
                "set auth.tokens or auth.shared_token: the coordinator admits no anonymous clients")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """``[tls]``: the coordinator's certificate, and the CA its clients' certificates need.
+
+    With ``client_ca`` set, a client certificate signed by it names the client (its subject
+    CN, else its first SAN) and metadata cannot claim another id; ``require_client_cert``
+    refuses connections without one (mTLS only)."""
+
+    cert: str = ""  # PEM certificate chain of the coordinator; "" = plaintext
+    key: str = ""  # its private key
+    client_ca: str = ""  # CA bundle that signs client certificates
+    require_client_cert: bool = False
+
+    def __post_init__(self) -> None:
+        _check(bool(self.cert) == bool(self.key), "cert/key", "set both or neither")
+        _check(not self.client_ca or bool(self.cert), "client_ca", "needs cert and key")
+        _check(not self.require_client_cert or bool(self.client_ca), "require_client_cert",
+               "needs client_ca")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
 
 
 @dataclass(frozen=True)
@@ -225,6 +268,7 @@ class ServerConfig:
     wire: WireConfig = field(default_factory=WireConfig)
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(shared_token="fedprune-local"))
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
 
     def __post_init__(self) -> None:

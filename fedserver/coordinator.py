@@ -45,6 +45,7 @@ from fedcore import config as config_io
 from fedcore.models import build_model
 from fedcore.params import get_parameters
 from fedcore.pb import coordinator_pb2 as cpb
+from fedcore.secrets import redacted
 from fedserver.aggregators.weighting import reference_examples
 from fedserver.config import ServerConfig
 from fedserver.downlink import encode_model_payload
@@ -91,8 +92,10 @@ class Coordinator:
         self.fatal: BaseException | None = None  # set when background work died
         self.state_dir = config_state_dir(config)
         self.store = open_run_store(self.state_dir, mode=start,
-                                    config=config_io.to_dict(config), run_id=uuid.uuid4().hex[:12])
-        self.run_id = self.store.ensure_run(uuid.uuid4().hex[:12], config_io.to_dict(config))
+                                    config=config_io.to_dict(redacted(config)),
+                                    run_id=uuid.uuid4().hex[:12])
+        self.run_id = self.store.ensure_run(uuid.uuid4().hex[:12],
+                                           config_io.to_dict(redacted(config)))
         initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
         self.program = build_program(config, initial=initial, evaluator=evaluator)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from fedcore.pb import coordinator_pb2, coordinator_pb2_grpc
 from fedserver.auth import Authenticator
@@ -25,7 +24,9 @@ from fedserver.coordinator import Coordinator
 from fedserver.metrics import MetricsEndpoint, serve_metrics
 from fedserver.servicer import CoordinatorServicer
 from fedserver.state_dir import StartMode
+from fedserver.stream_guard import IdleStreamReaper, StreamLimiter
 from fedserver.tasks import TaskFactory
+from fedserver.transport import Listener
 
 log = logging.getLogger("fedserver.server")
 SERVICE_NAME = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].full_name
@@ -43,6 +44,7 @@ class RunningServer:
     coordinator: Coordinator
     health: health.HealthServicer
     metrics: MetricsEndpoint | None = None  # network.metrics_port >= 0
+    reaper: IdleStreamReaper | None = None
 
     def stop(self, grace: float | None = None) -> None:
         self.health.enter_graceful_shutdown()
@@ -50,6 +52,8 @@ class RunningServer:
         self.server.stop(grace).wait()
         if self.metrics is not None:
             self.metrics.stop()
+        if self.reaper is not None:
+            self.reaper.stop()
         self.coordinator.close()
 
 
@@ -66,8 +70,28 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
     ]
 
 
+def _enable_reflection(server: grpc.Server) -> None:
+    """Serve reflection as ``grpc.reflection.v1alpha`` and ``grpc.reflection.v1``.
+
+    grpcio-reflection ships only the v1alpha servicer; v1's messages are the same on the
+    wire (same fields and numbers), so its service is the v1alpha servicer under v1's name.
+    """
+    from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+    v1 = "grpc.reflection.v1.ServerReflection"
+    names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME, v1)
+    servicer = reflection.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, server)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(v1, {
+        "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            servicer.ServerReflectionInfo,
+            request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+            response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
+
+
 def create_server(config: ServerConfig, *, evaluator: object | None = None,
                   start: StartMode = StartMode()) -> RunningServer:
+    listener = Listener.from_config(config)  # before anything is built or written
     if evaluator is None and config.evaluation.test_set:
         from fedserver.evaluation import ServerEvaluator
 
@@ -76,25 +100,25 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None,
                                     batch_size=config.evaluation.batch_size)
     coordinator = Coordinator(config, evaluator=evaluator, start=start)  # type: ignore[arg-type]
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
+    reaper = IdleStreamReaper(idle_s=config.network.stream_idle_s)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.network.max_workers),
                          options=_grpc_options(config),
+                         interceptors=[StreamLimiter(limit=config.network.open_streams_limit,
+                                                     reaper=reaper)],
                          maximum_concurrent_rpcs=config.network.max_concurrent_rpcs)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(
         CoordinatorServicer(coordinator, Authenticator(config.auth), tasks,
                             max_payload_bytes=config.network.max_payload_bytes), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"{config.network.host}:{config.network.port}"
+    if config.network.reflection:
+        _enable_reflection(server)
     try:
-        port = server.add_insecure_port(address)
-    except RuntimeError:  # grpcio >= 1.6x raises instead of returning 0
-        port = 0
-    if port == 0:
+        port = listener.bind(server)
+    except (RuntimeError, OSError):  # grpcio >= 1.6x raises instead of returning 0
         coordinator.close()
-        raise BindError(f"network.port: cannot bind {address} (in use or not an address of "
-                        f"this machine)")
+        raise BindError(f"network.port: cannot bind {listener.address} (in use or not an "
+                        f"address of this machine)") from None
     metrics = None
     if config.network.metrics_port >= 0:
         try:
@@ -106,13 +130,21 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None,
             raise BindError(f"network.metrics_port: cannot bind {config.network.host}:"
                             f"{config.network.metrics_port} ({exc.strerror or exc})") from exc
         log.info("metrics on http://%s:%d/metrics", config.network.host, metrics.port)
+    reaper.start()
     server.start()
     coordinator.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("coordinator listening on %s:%d (state %s)", config.network.host, port,
-             coordinator.state_dir)
-    return RunningServer(server, port, coordinator, health_servicer, metrics)
+    log.info("coordinator listening on %s:%d with %s (state %s)", config.network.host, port,
+             _transport_name(config), coordinator.state_dir)
+    return RunningServer(server, port, coordinator, health_servicer, metrics, reaper)
+
+
+def _transport_name(config: ServerConfig) -> str:
+    if not config.tls.enabled:
+        return "plaintext"
+    return "mTLS" if config.tls.require_client_cert else \
+        "TLS (client certificates optional)" if config.tls.client_ca else "TLS"
 
 
 def write_endpoint(running: RunningServer, config: ServerConfig) -> None:

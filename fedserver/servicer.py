@@ -33,7 +33,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._max_payload = max_payload_bytes
 
     def _client(self, context: grpc.ServicerContext) -> str:
-        return self._auth.authenticate(dict(context.invocation_metadata()))
+        return self._auth.authenticate(dict(context.invocation_metadata()),
+                                       peer=context.auth_context())
 
     def Round(self, request: cpb.RoundRequest, context: grpc.ServicerContext) -> cpb.Task:
         with abort_on_error(context):

@@ -4,7 +4,9 @@ The servicer never picks a status code inline: it runs each handler inside
 :func:`abort_on_error`, which maps the exception type (and, for round rejections, the
 reason) to the precise status the protocol documents. A round rejection also names its
 reason in trailing metadata (:mod:`fedcore.rejections`), so a client can tell a refusal
-that is final (late) from a transient failure with the same code.
+that is final (late) from a transient failure with the same code. Details are clipped
+(:func:`fedcore.text.clip`): they quote client-supplied strings, which must not come back
+unbounded.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from fedcompression.errors import CodecError
 from fedcore.model_codec import MaskMismatchError, ModelMismatchError
 from fedcore.rejections import REJECTION_KEY
 from fedcore.streaming import PayloadTooLarge, StreamError
+from fedcore.text import clip
 from fedserver.auth import AuthError
 from fedserver.round_state import Rejection, RejectReason
 from fedserver.updates import InvalidUpdate
+
+DETAILS_LIMIT = 300  # characters of status details
 
 _REJECTION_CODES = {
     RejectReason.UNKNOWN_TASK: grpc.StatusCode.NOT_FOUND,
@@ -68,4 +73,4 @@ def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
             raise
         if isinstance(exc, Rejection):
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason.name.lower()),))
-        context.abort(code, str(exc))
+        context.abort(code, clip(str(exc), DETAILS_LIMIT))
