@@ -200,3 +200,13 @@ def test_federation_over_mtls_with_real_processes(tmp_path: Path, certs: CertSet
     assert "with mTLS" in (tmp_path / "server.log").read_text()
 
 
+
+
+def test_client_ca_and_require_client_cert_go_together(tmp_path: Path, certs: CertSet) -> None:
+    from fedcore.config import ConfigError
+
+    tls = [f"tls.cert={certs.server_cert}", f"tls.key={certs.server_key}"]
+    with pytest.raises(ConfigError, match="require_client_cert"):
+        server_config(tmp_path, *tls, f"tls.client_ca={certs.ca}")
+    with pytest.raises(ConfigError, match="cert/key"):
+        server_config(tmp_path, f"tls.cert={certs.server_cert}")
