@@ -210,3 +210,13 @@ def test_client_ca_and_require_client_cert_go_together(tmp_path: Path, certs: Ce
         server_config(tmp_path, *tls, f"tls.client_ca={certs.ca}")
     with pytest.raises(ConfigError, match="cert/key"):
         server_config(tmp_path, f"tls.cert={certs.server_cert}")
+
+
+def test_client_refuses_a_coordinator_certified_by_another_ca(tmp_path: Path, certs: CertSet,
+                                                              foreign: CertSet) -> None:
+    """A spoofed coordinator (certificate from a CA the client does not trust)."""
+    with running_server(_tls_config(tmp_path, foreign)) as running:
+        channel, stub = _stub(running.port, _client_tls(certs))
+        with channel:
+            assert _code(lambda: _round(stub, *_token_metadata("c1"))) \
+                == grpc.StatusCode.UNAVAILABLE
