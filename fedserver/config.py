@@ -228,9 +228,9 @@ class AuthConfig:
 class TlsConfig:
     """``[tls]``: the coordinator's certificate, and the CA its clients' certificates need.
 
-    With ``client_ca`` set, a client certificate signed by it names the client (its subject
-    CN, else its first SAN) and metadata cannot claim another id; ``require_client_cert``
-    refuses connections without one (mTLS only)."""
+    With ``client_ca`` set (and ``require_client_cert``, which must then be true) every
+    client presents a certificate signed by it; that certificate names the client (its
+    subject CN, else its first SAN) and metadata cannot claim another id (mTLS)."""
 
     cert: str = ""  # PEM certificate chain of the coordinator; "" = plaintext
     key: str = ""  # its private key
@@ -240,8 +240,9 @@ class TlsConfig:
     def __post_init__(self) -> None:
         _check(bool(self.cert) == bool(self.key), "cert/key", "set both or neither")
         _check(not self.client_ca or bool(self.cert), "client_ca", "needs cert and key")
-        _check(not self.require_client_cert or bool(self.client_ca), "require_client_cert",
-               "needs client_ca")
+        # grpcio's ssl_server_credentials cannot ask for an optional client certificate
+        _check(self.require_client_cert == bool(self.client_ca), "require_client_cert",
+               "must be true exactly when client_ca is set (client certificates are all or none)")
 
     @property
     def enabled(self) -> bool:

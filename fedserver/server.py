@@ -143,8 +143,7 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None,
 def _transport_name(config: ServerConfig) -> str:
     if not config.tls.enabled:
         return "plaintext"
-    return "mTLS" if config.tls.require_client_cert else \
-        "TLS (client certificates optional)" if config.tls.client_ca else "TLS"
+    return "mTLS" if config.tls.require_client_cert else "TLS"
 
 
 def write_endpoint(running: RunningServer, config: ServerConfig) -> None:

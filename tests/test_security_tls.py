@@ -200,3 +200,23 @@ def test_federation_over_mtls_with_real_processes(tmp_path: Path, certs: CertSet
     assert "with mTLS" in (tmp_path / "server.log").read_text()
 
 
+
+
+def test_client_ca_and_require_client_cert_go_together(tmp_path: Path, certs: CertSet) -> None:
+    from fedcore.config import ConfigError
+
+    tls = [f"tls.cert={certs.server_cert}", f"tls.key={certs.server_key}"]
+    with pytest.raises(ConfigError, match="require_client_cert"):
+        server_config(tmp_path, *tls, f"tls.client_ca={certs.ca}")
+    with pytest.raises(ConfigError, match="cert/key"):
+        server_config(tmp_path, f"tls.cert={certs.server_cert}")
+
+
+def test_client_refuses_a_coordinator_certified_by_another_ca(tmp_path: Path, certs: CertSet,
+                                                              foreign: CertSet) -> None:
+    """A spoofed coordinator (certificate from a CA the client does not trust)."""
+    with running_server(_tls_config(tmp_path, foreign)) as running:
+        channel, stub = _stub(running.port, _client_tls(certs))
+        with channel:
+            assert _code(lambda: _round(stub, *_token_metadata("c1"))) \
+                == grpc.StatusCode.UNAVAILABLE

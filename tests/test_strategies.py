@@ -66,7 +66,7 @@ def test_presets(name: str) -> None:
 
 
 def test_health_and_reflection_are_served(tmp_path: Path) -> None:
-    config = server_config(tmp_path / "s", "evaluation.test_set=")
+    config = server_config(tmp_path / "s", "evaluation.test_set=", "network.reflection=true")
     with running_server(config) as server, grpc.insecure_channel(
             f"127.0.0.1:{server.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)

@@ -1,0 +1,117 @@
+"""Pre-authentication and idle-call denial of service, over real gRPC.
+
+Threat model: docs/threat-model.md ("network attacker", "malicious clients").
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
+
+from fedcore.pb import coordinator_pb2 as cpb
+from tests.helpers import RawClient, running_server, server_config
+
+REFLECTION = {"v1alpha": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+              "v1": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"}
+
+
+def _reflection(channel: grpc.Channel, version: str) -> grpc.StreamStreamMultiCallable:
+    return channel.stream_stream(
+        REFLECTION[version],
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+
+
+def _health(channel: grpc.Channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    return stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+
+
+def test_reflection_is_off_by_default_and_serves_v1_when_on(tmp_path: Path) -> None:
+    ask = reflection_pb2.ServerReflectionRequest(list_services="")
+    with running_server(server_config(tmp_path / "a")) as running, \
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        try:
+            next(_reflection(channel, "v1alpha")(iter([ask]), timeout=5))
+            raise AssertionError("reflection answered while off")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNIMPLEMENTED
+    with running_server(server_config(tmp_path / "b", "network.reflection=true")) as running, \
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        for version in REFLECTION:
+            reply = next(_reflection(channel, version)(iter([ask]), timeout=5))
+            names = {s.name for s in reply.list_services_response.service}
+            assert "fedprune.v1.Coordinator" in names and "grpc.reflection.v1.ServerReflection" \
+                in names, version
+
+
+def test_64_idle_reflection_and_push_streams_leave_health_and_rounds_answering(
+        tmp_path: Path) -> None:
+    config = server_config(tmp_path / "state", "network.reflection=true",
+                           "network.stream_idle_s=2")
+    release = threading.Event()
+
+    def idle() -> Iterator[object]:
+        release.wait(60)
+        yield from ()
+
+    with running_server(config) as running:
+        attacker = RawClient(running.port, client_id="attacker")
+        honest = RawClient(running.port, client_id="honest")
+        try:
+            started = time.monotonic()
+            pushes = [attacker.stub.PushUpdate.future(idle(), metadata=attacker.metadata,
+                                                      timeout=30) for _ in range(64)]
+            codes: list[grpc.StatusCode] = []
+
+            def reflect() -> None:
+                try:
+                    for _ in _reflection(attacker.channel, "v1alpha")(idle(), timeout=30):
+                        pass
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+
+            readers = [threading.Thread(target=reflect, daemon=True) for _ in range(64)]
+            for t in readers:
+                t.start()
+            time.sleep(0.5)
+            assert _health(honest.channel) == health_pb2.HealthCheckResponse.SERVING
+            task = honest.round()
+            assert task.kind == cpb.TASK_KIND_TRAIN
+            assert honest.pull(task).model.tensors
+            # the stream slots are refused at once or freed by the read deadline
+            codes += [f.exception().code() for f in pushes]  # type: ignore[union-attr]
+            for t in readers:
+                t.join(20)
+            assert len(codes) == 128
+            assert set(codes) <= {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+            assert codes.count(grpc.StatusCode.CANCELLED) <= config.network.open_streams_limit
+            assert time.monotonic() - started < 15  # idle 2 s, reaper period 0.5 s
+            assert _health(honest.channel) == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            release.set()
+            attacker.close()
+            honest.close()
+
+
+def test_status_details_clip_client_supplied_strings(tmp_path: Path) -> None:
+    with running_server(server_config(tmp_path / "state")) as running:
+        client = RawClient(running.port)
+        try:
+            client.round()
+            stream = client.stub.PullModel(cpb.PullModelRequest(task_id="x" * 3_000_000),
+                                           metadata=client.metadata, timeout=10)
+            try:
+                next(stream)
+                raise AssertionError("an unknown task id was served")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.NOT_FOUND
+                assert len(exc.details()) <= 400, len(exc.details())
+        finally:
+            client.close()
