@@ -50,6 +50,16 @@ def rounds_in(state: Path) -> list[dict]:  # type: ignore[type-arg]
     return report["rounds"] if report else []
 
 
+def _committed_rounds(state: Path) -> int:
+    if not (state / "fedprune.sqlite").exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{state / 'fedprune.sqlite'}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def test_sigkill_client_mid_round_completes_by_deadline(tmp_path: Path) -> None:
     deadline = 10
     server, port = start_server(tmp_path, "round.rounds=2", "round.clients_per_round=3",
