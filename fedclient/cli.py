@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"fedclient: cannot load data: {exc}", file=sys.stderr)
         return 2
-    daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed))
+    daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed, attack=config.attack))
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.stop())
     try:

@@ -6,6 +6,26 @@ from dataclasses import dataclass, field
 
 from fedcore.datasets import DataSpec
 
+ATTACKS = ("", "sign_flip", "scale", "label_flip", "claim_examples")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """``[attack]``: simulated adversarial behaviour (experiments only; see fedclient.attack).
+    ``scale`` multiplies the delta for sign_flip (negated) and scale."""
+
+    behaviour: str = ""  # "" (honest) | sign_flip | scale | label_flip | claim_examples
+    scale: float = 10.0
+    claimed_examples: int = 2**40
+
+    def __post_init__(self) -> None:
+        if self.behaviour not in ATTACKS:
+            raise ValueError(f"attack.behaviour: must be one of {list(ATTACKS)}")
+        if not 0 < self.scale < float("inf"):
+            raise ValueError("attack.scale: must be finite and > 0")
+        if self.claimed_examples < 1:
+            raise ValueError("attack.claimed_examples: must be >= 1")
+
 
 @dataclass(frozen=True)
 class ClientConfig:
@@ -20,6 +40,7 @@ class ClientConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     data: DataSpec = field(default_factory=DataSpec)
+    attack: AttackConfig = field(default_factory=AttackConfig)
 
     def __post_init__(self) -> None:
         if not self.client_id or len(self.client_id) > 128 or not self.client_id.isprintable():
