@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed,
-                                                  allowed_models=config.allowed_models))
+                                                  allowed_models=config.allowed_models,
+                                                  attack=config.attack))
     except TlsFileError as exc:
         print(f"fedclient: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,26 @@ from fedcore.datasets import DataSpec
 from fedcore.secrets import SECRET
 from fedcore.tls import ClientTls
 
+ATTACKS = ("", "sign_flip", "scale", "label_flip", "claim_examples")
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """``[attack]``: simulated adversarial behaviour (experiments only; see fedclient.attack).
+    ``scale`` multiplies the delta for sign_flip (negated) and scale."""
+
+    behaviour: str = ""  # "" (honest) | sign_flip | scale | label_flip | claim_examples
+    scale: float = 10.0
+    claimed_examples: int = 2**40
+
+    def __post_init__(self) -> None:
+        if self.behaviour not in ATTACKS:
+            raise ValueError(f"attack.behaviour: must be one of {list(ATTACKS)}")
+        if not 0 < self.scale < float("inf"):
+            raise ValueError("attack.scale: must be finite and > 0")
+        if self.claimed_examples < 1:
+            raise ValueError("attack.claimed_examples: must be >= 1")
+
 
 @dataclass(frozen=True)
 class ClientConfig:
@@ -27,6 +47,7 @@ class ClientConfig:
     allowed_models: tuple[str, ...] = ()
     data: DataSpec = field(default_factory=DataSpec)
     tls: ClientTls = field(default_factory=ClientTls)
+    attack: AttackConfig = field(default_factory=AttackConfig)
 
     def __post_init__(self) -> None:
         if not self.client_id or len(self.client_id) > 128 or not self.client_id.isprintable():

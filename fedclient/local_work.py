@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fedclient.attack import claimed_examples, poisoned_delta, training_data
+from fedclient.config import AttackConfig
 from fedcompression import group_scores
 from fedcore.datasets import ClientData
 from fedcore.masking import mask_hooks
@@ -67,8 +69,10 @@ class LocalWorker:
     :class:`ModelNotAllowed` before :mod:`importlib` is touched."""
 
     def __init__(self, data: ClientData, *, seed: int = 0,
-                 allowed_models: tuple[str, ...] = ()) -> None:
+                 allowed_models: tuple[str, ...] = (),
+                 attack: AttackConfig | None = None) -> None:
         self.data = data
+        self.attack = attack or AttackConfig()  # honest unless an experiment says otherwise
         self._seed = seed
         self._allowed = frozenset(allowed_models)
         self._models: dict[str, torch.nn.Module] = {}
@@ -98,10 +102,12 @@ class LocalWorker:
                              learning_rate=t.learning_rate, momentum=t.momentum,
                              weight_decay=t.weight_decay, seed=self._seed + int(task.round))
         start = time.perf_counter()
-        result = train_local(model, self.data.train, config,
+        train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
+        result = train_local(model, train, config,
                              hooks=_train_hooks(model, t, global_params, masks))
         local = get_parameters(model)
-        delta = {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}
+        delta = poisoned_delta(self.attack, {n: (local[n] - global_params[n]).astype(np.float32)
+                                             for n in global_params})
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
                    "train_seconds": time.perf_counter() - start}
@@ -113,7 +119,8 @@ class LocalWorker:
             delta = {n: (d + noise.normal(d.shape, stddev=t.noise_stddev)).astype(np.float32)
                      for n, d in delta.items()}
             metrics["dp_noised"] = 1.0
-        return TrainOutcome(delta, scores, result.num_examples, metrics)
+        return TrainOutcome(delta, scores, claimed_examples(self.attack, result.num_examples),
+                            metrics)
 
     def _scores(self, model: torch.nn.Module, t: cpb.TrainInstructions) -> Params:
         """Grouped importance scores of the requested tensors, in model order."""

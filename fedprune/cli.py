@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from fedcore import config as config_io
 
 
 def _simulate(ns: argparse.Namespace) -> int:
+    from fedclient.config import AttackConfig
     from fedprune.simulate import RunFolderNotEmpty, SimulationSpec, check_run_folder, run_simulation
     from fedserver.cli import ENV_PREFIX
     from fedserver.config import ServerConfig
@@ -35,7 +37,9 @@ def _simulate(ns: argparse.Namespace) -> int:
     out = Path(ns.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     spec = SimulationSpec(out=out, clients=ns.clients, server=server, data_source=ns.data,
                           alpha=None if ns.iid else ns.alpha, progress=not ns.no_progress,
-                          timeout_s=ns.timeout, overwrite=ns.overwrite)
+                          timeout_s=ns.timeout, overwrite=ns.overwrite,
+                          attack=AttackConfig(behaviour=ns.attack),
+                          attack_fraction=ns.attack_fraction)
     try:  # before anything is printed or started
         check_run_folder(out, overwrite=ns.overwrite)
     except RunFolderNotEmpty as exc:
@@ -61,6 +65,9 @@ def _report(ns: argparse.Namespace) -> int:
     if path.is_dir():
         path = path / "report.json"
     print(plot_report_file(path, Path(ns.out) if ns.out else None))
+    from fedserver.fairness import worst_clients_lines
+
+    print("\n".join(worst_clients_lines(json.loads(path.read_text()))))
     return 0
 
 
@@ -151,6 +158,11 @@ def parser() -> argparse.ArgumentParser:
                      help="replace a non-empty --out folder (its previous run is deleted)")
     sim.add_argument("--timeout", type=float, default=3600.0, help="abort after seconds (3600)")
     sim.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim.add_argument("--attack", default="", choices=["sign_flip", "scale", "label_flip",
+                                                      "claim_examples"],
+                     help="adversarial behaviour of the first ceil(F * N) clients")
+    sim.add_argument("--attack-fraction", type=float, default=0.0, metavar="F",
+                     help="fraction of adversarial clients (with --attack)")
     sim.set_defaults(func=_simulate)
     rep = sub.add_parser("report", help="plot a run's report.json as PNG")
     rep.add_argument("report", help="report.json or a run/state folder holding one")

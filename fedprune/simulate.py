@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedclient.config import ClientConfig
+from fedclient.config import AttackConfig, ClientConfig
 from fedcore import config as config_io
 from fedcore.datasets import DataSpec
 from fedprune.plot import plot_report
@@ -50,6 +51,8 @@ class SimulationSpec:
     progress: bool = True
     timeout_s: float = 3600.0
     overwrite: bool = False  # replace a non-empty ``out`` (otherwise refused)
+    attack: AttackConfig = field(default_factory=AttackConfig)  # for the first clients only
+    attack_fraction: float = 0.0  # ceil(fraction * clients) adversarial clients
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
@@ -64,9 +67,11 @@ def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> Serve
 
 
 def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientConfig]:
+    adversarial = math.ceil(spec.attack_fraction * spec.clients) if spec.attack.behaviour else 0
     return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
                          data=DataSpec(source=spec.data_source, partition=i,
-                                       num_partitions=spec.clients, alpha=spec.alpha))
+                                       num_partitions=spec.clients, alpha=spec.alpha),
+                         attack=spec.attack if i < adversarial else AttackConfig())
             for i in range(spec.clients)]
 
 

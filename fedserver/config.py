@@ -142,6 +142,30 @@ class NormBoundConfig:
 
 
 @dataclass(frozen=True)
+class TrimmedMeanConfig:
+    """``[aggregation.trimmed_mean]``: fraction dropped at each end per coordinate (preset
+    robust_trimmed_mean); tolerates up to ``floor(beta * n)`` adversarial clients of ``n``."""
+
+    beta: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.beta < 0.5, "beta", "must be in [0, 0.5)")
+
+
+@dataclass(frozen=True)
+class KrumConfig:
+    """``[aggregation.krum]``: multi-Krum (preset robust_krum) assuming at most ``f``
+    adversarial clients, averaging the ``m`` best-scored updates (0: n - f)."""
+
+    f: int = 1
+    m: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.f >= 0, "f", "must be >= 0")
+        _check(self.m >= 0, "m", "must be >= 0 (0: n - f)")
+
+
+@dataclass(frozen=True)
 class DPConfig:
     """``[dp]``: user-level differential privacy (preset ``dp_fedavg``), validated as a unit.
 
@@ -183,6 +207,9 @@ class AggregationConfig:
     weighting: str = "examples"  # examples | sqrt | uniform
     weight_cap: float = 4.0  # x the population's median claimed examples (0: no cap)
     norm_bound: NormBoundConfig = field(default_factory=NormBoundConfig)
+    trimmed_mean: TrimmedMeanConfig = field(default_factory=TrimmedMeanConfig)
+    krum: KrumConfig = field(default_factory=KrumConfig)
+    max_buffer_bytes: int = 1 << 30  # cap on a buffering aggregator's updates (median, Krum)
 
     def __post_init__(self) -> None:
         from fedserver.aggregators.weighting import WEIGHTINGS
@@ -192,6 +219,7 @@ class AggregationConfig:
         _check(self.weighting in WEIGHTINGS, "weighting", f"must be one of {sorted(WEIGHTINGS)}")
         _check(self.weight_cap >= 0 and self.weight_cap != float("inf"), "weight_cap",
                "must be finite and >= 0")
+        _check(self.max_buffer_bytes > 0, "max_buffer_bytes", "must be > 0")
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,16 @@ transforms every program shares, in the fixed order
 | fedadam       | WeightedMean                            | Adam (0.01)    | -                   |
 | fedyogi       | WeightedMean                            | Yogi (0.01)    | -                   |
 | robust_fedavg | NormBound(WeightedMean, max_norm 1.0)   | SGD (1.0)      | -                   |
+| robust_median | Median (buffered)                       | SGD (1.0)      | -                   |
+| robust_trimmed_mean | TrimmedMean(beta 0.2) (buffered)  | SGD (1.0)      | -                   |
+| robust_krum   | MultiKrum(f 1, m n - f) (buffered)      | SGD (1.0)      | -                   |
 | dp_fedavg     | FixedDenominatorMean(DPSum) (central)   | SGD (1.0)      | clip_norm           |
 |               | or (DistributedDPSum) (distributed)     |                | clip_norm, noise    |
 
-``dp_fedavg`` also appends the privacy-accounting transform.
+``dp_fedavg`` also appends the privacy-accounting transform. The buffered (robust_median,
+robust_trimmed_mean, robust_krum) presets hold up to one update per cohort member
+(``ceil(clients_per_round * (1 + over_selection))``); a rule refuses a cohort whose buffer
+would exceed ``aggregation.max_buffer_bytes``.
 
 Adding an aggregator wrapper: one module under ``fedserver/aggregators``, one entry here,
 one config table, its contract tests. Impossible combinations are :data:`RULES`, each
@@ -26,8 +32,10 @@ naming both keys.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,10 +44,14 @@ from fedcore.model_codec import Encoding
 from fedcore.secure_noise import SecureGaussian
 from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import Aggregator
+from fedserver.aggregators.buffered import buffer_bytes
 from fedserver.aggregators.distributed_dp_sum import DistributedDPSum
 from fedserver.aggregators.dp_sum import DPSum
+from fedserver.aggregators.krum import MultiKrum
 from fedserver.aggregators.mean import FixedDenominatorMean, WeightedMean
+from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
+from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import Weighting
 from fedserver.privacy.accountant import PrivacyAccountant
 from fedserver.round_program import RoundProgram
@@ -72,6 +84,52 @@ def _mean(config: ServerConfig) -> Aggregator:
 
 def _norm_bounded_mean(config: ServerConfig) -> Aggregator:
     return NormBound(WeightedMean(), max_norm=config.aggregation.norm_bound.max_norm or 1.0)
+
+
+def _cohort(config: ServerConfig) -> int:
+    """The most updates one round can bring: every selected client (over-selection too)."""
+    r = config.round
+    return math.ceil(r.clients_per_round * (1 + r.over_selection))
+
+
+def _median(config: ServerConfig) -> Aggregator:
+    return Median(max_buffered=_cohort(config))
+
+
+def _trimmed_mean(config: ServerConfig) -> Aggregator:
+    return TrimmedMean(beta=config.aggregation.trimmed_mean.beta, max_buffered=_cohort(config))
+
+
+def _krum(config: ServerConfig) -> Aggregator:
+    krum = config.aggregation.krum
+    return MultiKrum(f=krum.f, m=krum.m, max_buffered=_cohort(config))
+
+
+BUFFERED = ("robust_median", "robust_trimmed_mean", "robust_krum")
+
+
+@lru_cache(maxsize=16)
+def model_size(name: str) -> int:
+    """The number of float values of model ``name`` (built once per name and process)."""
+    from fedcore.models import build_model
+    from fedcore.params import get_parameters
+
+    return sum(a.size for a in get_parameters(build_model(name, seed=0)).values())
+
+
+def _buffer_too_large(config: ServerConfig) -> bool:
+    return config.aggregation.preset in BUFFERED and buffer_bytes(
+        rows=_cohort(config), model_size=model_size(config.training.model)
+    ) > config.aggregation.max_buffer_bytes
+
+
+def _buffer_why(config: ServerConfig) -> str:
+    size = model_size(config.training.model)
+    return (f"{config.aggregation.preset} buffers every update of a round: cohort "
+            f"ceil(clients_per_round * (1 + over_selection)) = {_cohort(config)} x "
+            f"{size} values x 4 bytes = {buffer_bytes(rows=_cohort(config), model_size=size)} "
+            f"bytes > max_buffer_bytes = {config.aggregation.max_buffer_bytes}; lower the "
+            f"cohort, raise the cap, or use a streaming preset (robust_fedavg)")
 
 
 def _expected_clients(config: ServerConfig) -> float:
@@ -138,17 +196,21 @@ PRESETS: Mapping[str, Preset] = {
     "fedadam": Preset(_adaptive(ServerAdam)),
     "fedyogi": Preset(_adaptive(ServerYogi)),
     "robust_fedavg": Preset(_sgd, aggregator=_norm_bounded_mean),
+    "robust_median": Preset(_sgd, aggregator=_median),
+    "robust_trimmed_mean": Preset(_sgd, aggregator=_trimmed_mean),
+    "robust_krum": Preset(_sgd, aggregator=_krum),
     "dp_fedavg": Preset(_sgd, aggregator=_dp_mean, accounting=_accounting),
 }
 
 
 @dataclass(frozen=True)
 class Rule:
-    """An impossible combination of two keys."""
+    """An impossible combination of two keys. ``why`` may be a function of the config when
+    the message must quote the numbers that broke the rule."""
 
     keys: tuple[str, str]
     broken: Callable[[ServerConfig], bool]
-    why: str
+    why: str | Callable[[ServerConfig], str]
 
 
 RULES: tuple[Rule, ...] = (
@@ -177,6 +239,12 @@ RULES: tuple[Rule, ...] = (
          and c.dp.noise_multiplier >= 2 * (c.dp.count_stddev or _expected_clients(c) / 20),
          "adaptive clipping spends part of the noise on the count: need noise_multiplier < "
          "2 * count_stddev (count_stddev defaults to expected_clients / 20)"),
+    Rule(("round.clients_per_round", "aggregation.max_buffer_bytes"), _buffer_too_large,
+         _buffer_why),
+    Rule(("aggregation.krum.f", "round.clients_per_round"),
+         lambda c: c.aggregation.preset == "robust_krum"
+         and c.round.clients_per_round <= 2 * c.aggregation.krum.f + 2,
+         "Krum tolerates f adversarial clients only among n > 2f + 2 updates"),
 )
 
 
@@ -184,7 +252,8 @@ def check_combination(config: ServerConfig) -> None:
     for rule in RULES:
         if rule.broken(config):
             a, b = rule.keys
-            raise ValueError(f"{a} and {b} cannot be combined like this: {rule.why}")
+            why = rule.why if isinstance(rule.why, str) else rule.why(config)
+            raise ValueError(f"{a} and {b} cannot be combined like this: {why}")
 
 
 def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],

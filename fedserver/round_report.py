@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fedserver.fairness import with_fairness
 from fedserver.round_state import ClosedStep
 from fedserver.store import RoundRecord, RunStore
 
@@ -89,7 +90,7 @@ def build_report(store: RunStore, *, finished: bool) -> dict[str, Any]:
     rounds = [asdict(r) for r in store.rounds()]
     completed = [r for r in rounds if r["status"] == "completed"]
     evaluated = [r for r in completed if "accuracy" in r["metrics"]]
-    return {
+    report = {
         "format": "fedprune.report/v1",
         "run_id": info[0] if info else "",
         "created": info[1] if info else 0.0,
@@ -106,6 +107,7 @@ def build_report(store: RunStore, *, finished: bool) -> dict[str, Any]:
             "final_accuracy": evaluated[-1]["metrics"]["accuracy"] if evaluated else None,
         },
     }
+    return with_fairness(report)
 
 
 def write_report(state_dir: Path, store: RunStore, *, finished: bool) -> Path:

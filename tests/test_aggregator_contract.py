@@ -26,10 +26,13 @@ from fedserver.aggregators.base import (
     RoundSpec,
     State,
 )
+from fedserver.aggregators.krum import MultiKrum
 from fedserver.aggregators.mean import UnweightedMean, WeightedMean
+from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.side import SideAggregator
 from fedserver.aggregators.sum import Sum, SumAccumulator
+from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import WEIGHTINGS, Weighting, reference_examples
 from fedserver.config import AggregationConfig, EvaluationConfig, ServerConfig
 from fedserver.model_state import ModelState
@@ -52,6 +55,7 @@ class Case:
     weighted: bool  # rejects a weight that is not finite and > 0
     side: bool = False  # folds ``extras["scores"]`` instead of ``values``
     roles: tuple[str, ...] = ()  # nested measurement dicts, by role
+    buffered: bool = False  # holds updates (median, Krum): max_buffered is an int
 
     def contribution(self, values: Mapping[str, Any], weight: float = 1.0,
                      client: str = "c") -> Contribution:
@@ -81,6 +85,11 @@ CASES = [
          weighted=True, side=True),
     Case("side_vote", _side(lambda: TopKVote(SHAPES, top_fraction=0.5), "vote"),
          weighted=True, side=True),
+    Case("median", lambda: Median(max_buffered=8), weighted=False, buffered=True),
+    Case("trimmed_mean", lambda: TrimmedMean(beta=0.34, max_buffered=8), weighted=False,
+         buffered=True),
+    Case("multi_krum", lambda: MultiKrum(f=1, m=2, max_buffered=8), weighted=False,
+         buffered=True),
 ]
 CASE_IDS = [c.id for c in CASES]
 each_case = pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -118,7 +127,7 @@ def assert_results_close(got: Mapping[str, np.ndarray] | None,
 # -- streaming -------------------------------------------------------------------------------
 @each_case
 def test_streaming_aggregators_buffer_nothing(case: Case) -> None:
-    assert case.make().max_buffered is None
+    assert (case.make().max_buffered is None) != case.buffered
 
 
 # -- delegation: wrappers over a stub inner sum ----------------------------------------------
@@ -572,3 +581,132 @@ def test_robust_fedavg_bounds_a_liars_huge_delta() -> None:
     # the same round under fedavg: the delta goes through unbounded
     plain, _, _ = _round(_runner(AggregationConfig()), honest_delta=0.25, liar_delta=-1e6)
     assert np.all(plain < -1e5)
+
+
+# -- robust (buffered) aggregators -----------------------------------------------------------
+def test_median_known_answer_ignores_weights_and_outliers() -> None:
+    out = _one_tensor(Median(max_buffered=3), [([1, -5], 1.0), ([2, 0], 1e9), ([100, 7], 1.0)])
+    np.testing.assert_array_equal(out.result["w"], [2.0, 0.0])
+    assert out.result["w"].dtype == np.float32
+    even = _one_tensor(Median(max_buffered=4), [([1], 1.0), ([2], 1.0), ([4], 1.0), ([99], 1.0)])
+    np.testing.assert_array_equal(even.result["w"], [3.0])
+
+
+def test_trimmed_mean_known_answer() -> None:
+    values = [([-50, 0], 1.0), ([1, 10], 1.0), ([2, 20], 1.0), ([3, 30], 1.0), ([900, 40], 1.0)]
+    out = _one_tensor(TrimmedMean(beta=0.2, max_buffered=5), values)
+    np.testing.assert_allclose(out.result["w"], [2.0, 20.0])  # per coordinate
+    assert out.measurements["trimmed"] == 1
+    untrimmed = _one_tensor(TrimmedMean(beta=0.0, max_buffered=5), values)
+    np.testing.assert_allclose(untrimmed.result["w"], [171.2, 20.0])  # the plain mean
+    # fewer values than 2k + 1: at least one remains (k = (n - 1) // 2)
+    two = _one_tensor(TrimmedMean(beta=0.49, max_buffered=5), [([1], 1.0), ([3], 1.0)])
+    np.testing.assert_allclose(two.result["w"], [2.0])
+
+
+def test_multi_krum_picks_the_cluster_and_rejects_the_outlier() -> None:
+    rng = np.random.default_rng(0)
+    honest = [(list(1.0 + 0.01 * rng.standard_normal(3)), 1.0) for _ in range(5)]
+    outlier = ([-40.0, 60.0, 0.0], 2**40)
+    out = _one_tensor(MultiKrum(f=1, m=4, max_buffered=6), [*honest, outlier])
+    assert "c5" not in out.measurements["selected"] and len(out.measurements["selected"]) == 4
+    assert out.measurements["neighbours"] == 6 - 1 - 2
+    np.testing.assert_allclose(out.result["w"], [1.0, 1.0, 1.0], atol=0.05)
+    krum = _one_tensor(MultiKrum(f=1, m=1, max_buffered=6), [*honest, outlier])
+    assert len(krum.measurements["selected"]) == 1 and krum.measurements["selected"] != ["c5"]
+    # m = 0 averages n - f; a single update is its own result
+    assert len(_one_tensor(MultiKrum(f=2, max_buffered=6), [*honest, outlier])
+               .measurements["selected"]) == 4
+    single = _one_tensor(MultiKrum(f=1, max_buffered=1), [([3.0, 4.0], 1.0)])
+    np.testing.assert_array_equal(single.result["w"], [3.0, 4.0])
+
+
+@pytest.mark.parametrize("make", [lambda: Median(max_buffered=2),
+                                  lambda: MultiKrum(f=0, max_buffered=2)],
+                         ids=["median", "multi_krum"])
+def test_buffered_aggregators_refuse_more_than_max_buffered(make: Callable[[], Aggregator]
+                                                            ) -> None:
+    agg = make()
+    acc, other = agg.begin({}, SPEC), agg.begin({}, SPEC)
+    acc.add(Contribution("a", _values(1)))
+    acc.add(Contribution("b", _values(2)))
+    with pytest.raises(RejectedContribution, match="max_buffered"):
+        acc.add(Contribution("c", _values(3)))
+    other.add(Contribution("d", _values(4)))
+    with pytest.raises(ValueError, match="max_buffered"):
+        acc.merge(other)
+    assert acc.count == 2
+
+
+def test_buffered_merge_refuses_another_parameter() -> None:
+    acc = TrimmedMean(beta=0.1, max_buffered=4).begin({}, SPEC)
+    other = TrimmedMean(beta=0.2, max_buffered=4).begin({}, SPEC)
+    other.add(Contribution("b", _values(2)))
+    with pytest.raises(TypeError):
+        acc.merge(other)
+    assert acc.count == 0
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: Median(max_buffered=0), lambda: TrimmedMean(beta=0.5, max_buffered=2),
+    lambda: TrimmedMean(beta=-0.1, max_buffered=2), lambda: MultiKrum(f=-1, max_buffered=2),
+    lambda: MultiKrum(f=1, m=-1, max_buffered=2)])
+def test_buffered_aggregators_reject_invalid_parameters(bad: Callable[[], Aggregator]) -> None:
+    with pytest.raises(ValueError):
+        bad()
+
+
+def test_buffered_aggregators_keep_pruned_coordinates_zero() -> None:
+    """Under pruning every update is zero at pruned positions; so is the robust result."""
+    rows = [([0.0, 1.0, 0.0], 1.0), ([0.0, 5.0, 0.0], 1.0), ([0.0, -2.0, 0.0], 1.0),
+            ([0.0, 3.0, 0.0], 1.0)]
+    for agg in (Median(max_buffered=4), TrimmedMean(beta=0.25, max_buffered=4),
+                MultiKrum(f=1, max_buffered=4)):
+        out = _one_tensor(agg, rows)
+        assert out.result["w"][0] == 0.0 and out.result["w"][2] == 0.0, agg.get_config()
+
+
+@pytest.mark.parametrize(("preset", "name"), [("robust_median", "median"),
+                                              ("robust_trimmed_mean", "trimmed_mean"),
+                                              ("robust_krum", "multi_krum")])
+def test_robust_presets_bound_the_buffer_by_the_cohort(preset: str, name: str) -> None:
+    from fedserver.config import RoundConfig
+
+    config = ServerConfig(evaluation=EvaluationConfig(test_set=""),
+                          round=RoundConfig(clients_per_round=10, over_selection=0.25),
+                          aggregation=AggregationConfig(preset=preset))
+    program = build_program(config, initial={"w": np.zeros(4, np.float32)}, evaluator=None)
+    assert program.aggregator.get_config()["name"] == name
+    assert program.aggregator.max_buffered == 13  # ceil(10 * 1.25)
+
+
+def test_a_buffer_over_the_cap_is_refused_at_config_time_naming_the_keys() -> None:
+    from fedserver.config import RoundConfig
+
+    # the W1 MLP has 85,002 values: 10 x 85,002 x 4 bytes = 3,400,080 bytes
+    ok = AggregationConfig(preset="robust_median", max_buffer_bytes=3_400_080)
+    ServerConfig(aggregation=ok)
+    with pytest.raises(ValueError, match=r"round\.clients_per_round.*max_buffer_bytes"):
+        ServerConfig(aggregation=AggregationConfig(preset="robust_median",
+                                                   max_buffer_bytes=3_400_079))
+    with pytest.raises(ValueError, match="over_selection"):
+        ServerConfig(aggregation=ok, round=RoundConfig(over_selection=0.1))
+    # a streaming preset never buffers, whatever the cap
+    ServerConfig(aggregation=AggregationConfig(preset="robust_fedavg", max_buffer_bytes=1))
+
+
+def test_krum_needs_more_than_2f_plus_2_clients() -> None:
+    from fedserver.config import KrumConfig, RoundConfig
+
+    krum = AggregationConfig(preset="robust_krum", krum=KrumConfig(f=2))
+    ServerConfig(aggregation=krum, round=RoundConfig(clients_per_round=7))
+    with pytest.raises(ValueError, match=r"aggregation\.krum\.f"):
+        ServerConfig(aggregation=krum, round=RoundConfig(clients_per_round=6))
+
+
+@pytest.mark.parametrize("preset", ["robust_median", "robust_trimmed_mean", "robust_krum"])
+def test_robust_presets_resist_a_liar_with_a_huge_delta(preset: str) -> None:
+    """One vote per client: neither the 2**40 claim nor the huge delta moves the model."""
+    model, _, _ = _round(_runner(AggregationConfig(preset=preset)), honest_delta=0.25,
+                         liar_delta=-1e6)
+    np.testing.assert_allclose(model, 0.25, rtol=1e-6)
