@@ -1,4 +1,4 @@
-"""Keeping pruned weights pruned during local training (ALGORITHMS.md sections 1 and 5).
+"""Keeping pruned weights pruned during local training (docs/pruning.md, "The method").
 
 Pruned weights must stay exactly zero through the data gradient, momentum, weight decay
 and the FedProx term. :class:`MaskEnforcer` is a :class:`~fedcore.train_hooks.TrainHook`

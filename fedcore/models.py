@@ -5,7 +5,7 @@ Contract:
 - A *factory* is a zero-argument callable returning an ``nn.Module`` with float32
   parameters. ``build_model(name, seed=s)`` runs it as if ``torch.manual_seed(s)`` had
   been called just before, so ``build_model("mlp", seed=0)`` is bit-identical to
-  ``torch.manual_seed(0); <build the W1 MLP>`` (BENCHMARK.md, W1). The global RNG state is
+  ``torch.manual_seed(0); <build the W1 MLP>`` (docs/workloads.md, W1). The global RNG state is
   saved and restored around construction (``torch.random.fork_rng``), so callers'
   randomness is untouched. Construction is serialized by a lock; another thread drawing
   from the global torch RNG *during* a build could still observe the temporary seed.

@@ -11,7 +11,7 @@ Contract:
   as ``hooks`` (:mod:`fedcore.train_hooks` defines when each runs). Every step is
   ``grad = d(data loss + extra losses)/dw + weight_decay * w`` -> ``after_backward``
   hooks -> SGD step (torch decay off, so nothing is added after the hooks) ->
-  ``after_step`` hooks. With :class:`MaskEnforcer` (ALGORITHMS.md §1, §5) that is: zero
+  ``after_step`` hooks. With :class:`MaskEnforcer` (docs/pruning.md, "The method") that is: zero
   pruned grads, step, zero pruned weights and optimizer state, so pruned weights and
   momentum stay exactly 0 whatever the other terms do.
 - Results report ``num_examples`` = samples per epoch (the FedAvg weight) and ``loss`` =

@@ -1,6 +1,6 @@
 """Coordinator configuration: one frozen dataclass tree, loaded by ``fedcore.config``.
 
-Defaults are workload W1 (BENCHMARK.md): 10 clients, 30 rounds, 2 local epochs of SGD
+Defaults are workload W1 (docs/workloads.md): 10 clients, 30 rounds, 2 local epochs of SGD
 (lr 0.05, momentum 0.9, batch 32), FedAvg, float32 on the wire.
 Cross-section rules (impossible combinations) live with the presets. Every section validates
 itself and names the bad key.

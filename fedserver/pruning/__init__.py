@@ -1,4 +1,4 @@
-"""Server-side federated pruning (ALGORITHMS.md §1): schedules, configuration, score
+"""Server-side federated pruning (docs/pruning.md, "The method"): schedules, configuration, score
 combination and the controller that owns the mask of every round.
 
 - ``schedule``: ``sparsity_at(round)`` schedules (one-shot, step, cubic) and ``SCHEDULES``.

@@ -6,7 +6,7 @@ configurations are equal iff all fields are equal; ``from_dict(to_dict(c)) == c`
 (which has no null); ``from_dict`` rejects unknown keys. Construction raises ``ValueError``
 whose message starts with the offending key, so a typo in a TOML file is reported by name.
 
-Round keys are 1-based round numbers (ALGORITHMS.md §1 phases):
+Round keys are 1-based round numbers (the phases of docs/pruning.md, "The method"):
 ``[1, start_round)`` dense, ``[start_round, end_round]`` prune (a new mask every
 ``prune_every`` rounds, the last one at ``end_round`` so the target is reached there),
 then ``refine_rounds`` refine cycles, then fine-tune with the mask frozen.

@@ -11,7 +11,7 @@ tensors to prune; every other tensor is never masked). Per round ``t`` the coord
    mask step it returns ``(new_mask_id, masks)`` and the coordinator zeroes the pruned
    weights of the global model; otherwise ``None``.
 
-Phases (ALGORITHMS.md §1): ``dense`` before ``start_round``; ``prune`` on
+Phases (docs/pruning.md, "The method"): ``dense`` before ``start_round``; ``prune`` on
 ``[start_round, end_round]`` with a mask step every ``prune_every`` rounds at the schedule's
 sparsity; ``refine`` for ``refine_rounds`` rounds; then ``finetune`` with the mask frozen.
 

@@ -5,7 +5,7 @@ Contract: a schedule is any object with ``sparsity_at(round: int) -> float``. Ro
 and never decreases as the round grows (pruning only tightens while a schedule runs).
 Schedules are frozen dataclasses, so two schedules are equal iff their parameters are.
 
-Three schedules, all from ALGORITHMS.md §1:
+Three schedules (docs/pruning.md, "The method"):
 
 - ``OneShotSchedule``: jump to the final sparsity at one round.
 - ``StepSchedule``: ``s_t = min(s_final, s_0 + Δs·floor((t − t0)/R))``.
