@@ -115,12 +115,16 @@ class Emulation:
         open_round = self.runner.open(round, reference_examples=self._reference)
         instr, model = open_round.instructions, self.runner.model
         bytes_up = bytes_down = 0
+        payloads: dict[bool, bytes] = {}  # the broadcast, encoded once per (with mask?)
         for client in cohort:
             task = self._tasks.build(Assignment(
                 PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
                 model.version, instr.mask_id, time.monotonic() + 3600.0), instr)
-            down = encode_model_payload(model, instr, wire=self.config.wire,
-                                        include_mask=client.held.mask_id != instr.mask_id)
+            with_mask = client.held.mask_id != instr.mask_id
+            if with_mask not in payloads:
+                payloads[with_mask] = encode_model_payload(model, instr, wire=self.config.wire,
+                                                           include_mask=with_mask)
+            down = payloads[with_mask]
             shapes = client.worker.shapes(task.model_name)
             params, client.held = decode_model_payload(down, task, shapes=shapes,
                                                        held=client.held)

@@ -292,9 +292,8 @@ class RoundStateMachine:
 
     def _new_step(self, rnd: int, index: int, version: int, mask_id: str, *,
                   survivors: frozenset[str]) -> Step:
-        phases = self.plan.phases(rnd)
-        if not phases:  # a restart past the plan's end: nothing left to run
-            phases = (Phase(PhaseKind.TRAIN, 1, 1, 1.0),)
+        # a restart past the plan's end (finished): the last round's plan, never run
+        phases = self.plan.phases(min(rnd, self.plan.last_round))
         phase = phases[min(index, len(phases) - 1)]
         now = self._clock()
         step = Step(phase=phase, index=index, round=rnd, version=version, mask_id=mask_id,

@@ -14,6 +14,7 @@ coordinator recomputes exactly the same ε.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,10 +28,13 @@ def round_event(noise_multiplier: float, q: float) -> dp_accounting.DpEvent:
 
 
 def epsilon_of(rounds: list[tuple[float, float]], delta: float) -> float:
-    """ε at ``delta`` after composing ``rounds`` (each ``(noise_multiplier, q)``)."""
+    """ε at ``delta`` after composing ``rounds`` (each ``(noise_multiplier, q)``).
+
+    Runs of equal rounds compose as one self-composed event, so a run of R identical rounds
+    costs one RDP evaluation, not R."""
     accountant = rdp_privacy_accountant.RdpAccountant()
-    for z, q in rounds:
-        accountant.compose(round_event(z, q))
+    for (z, q), run in itertools.groupby(rounds):
+        accountant.compose(dp_accounting.SelfComposedDpEvent(round_event(z, q), len(list(run))))
     return float(accountant.get_epsilon(delta)) if rounds else 0.0
 
 
