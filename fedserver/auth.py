@@ -11,6 +11,7 @@ messages never contain a token.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from fedcore.secrets import digest, matches
 from fedserver.config import AuthConfig
@@ -40,6 +41,15 @@ def certificate_identity(peer: PeerAuth) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller; ``shared`` when only the shared token vouches for its id
+    (any holder of that token could have claimed it)."""
+
+    client_id: str
+    shared: bool = False
+
+
 class Authenticator:
     def __init__(self, config: AuthConfig) -> None:
         self._tokens = {cid: digest(tok) for cid, tok in config.tokens.items()}
@@ -47,22 +57,27 @@ class Authenticator:
 
     def authenticate(self, metadata: Mapping[str, str], *, peer: PeerAuth | None = None) -> str:
         """Return the client id, or raise AuthError."""
+        return self.identify(metadata, peer=peer).client_id
+
+    def identify(self, metadata: Mapping[str, str], *, peer: PeerAuth | None = None) -> Caller:
+        """Return the caller, or raise AuthError."""
         claimed = metadata.get(CLIENT_ID_KEY, "")
         certified = certificate_identity(peer or {})
         if certified:
             if claimed and claimed != certified:
                 raise AuthError(f"client id in metadata does not match the client certificate "
                                 f"({certified!r})")
-            return certified
+            return Caller(certified)
         auth = metadata.get(AUTHORIZATION_KEY, "")
         if not claimed or not auth.startswith("Bearer "):
             raise AuthError("missing x-fedprune-client-id or 'authorization: Bearer <token>'")
         if len(claimed) > 128 or not claimed.isprintable():
             raise AuthError("client id must be 1..128 printable characters")
         token = auth[len("Bearer "):]
-        expected = self._tokens.get(claimed) or self._shared
+        own = self._tokens.get(claimed)
+        expected = own or self._shared
         if not expected:
             raise AuthError(f"unknown client {claimed!r}", unauthenticated=False)
         if matches(token, expected):
-            return claimed
+            return Caller(claimed, shared=not own)
         raise AuthError(f"bad token for client {claimed!r}")

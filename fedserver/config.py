@@ -38,6 +38,9 @@ class NetworkConfig:
     # client-streaming / bidi calls (PushUpdate, reflection) served at once; more are
     # refused with RESOURCE_EXHAUSTED, so idle streams cannot take every worker thread
     max_open_streams: int = 0  # 0: max_workers // 3
+    # calls one client id may have in progress at once (long-polls, pulls, pushes); more
+    # are refused with RESOURCE_EXHAUSTED (rejection reason too_many_calls)
+    max_calls_per_client: int = 4
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
@@ -52,6 +55,8 @@ class NetworkConfig:
         _check(self.stream_idle_s > 0, "stream_idle_s", "must be > 0")
         _check(0 <= self.max_open_streams <= self.max_workers // 2, "max_open_streams",
                "must be in 0..max_workers/2 (the rest of the pool serves health and polls)")
+        _check(1 <= self.max_calls_per_client <= self.max_workers, "max_calls_per_client",
+               "must be in 1..max_workers")
 
     @property
     def open_streams_limit(self) -> int:
@@ -242,14 +247,32 @@ class AuthConfig:
 
     Each token may be given as plaintext or as its ``sha256:<hex>`` digest (what
     ``--print-config`` and the run store show); a verified client certificate (mTLS)
-    authenticates without a token."""
+    authenticates without a token.
+
+    Limits (docs/threat-model.md): a client id never seen before that only the shared
+    token vouches for registers only while fewer than ``max_new_clients`` did so in the
+    current ``new_client_window_s`` (0: no cap); a peer (certificate name, else address)
+    with ``max_failures`` failed authentications in ``failure_window_s`` is refused
+    without a token check until the window ends; at most ``max_tracked_peers`` peers are
+    remembered."""
 
     tokens: dict[str, str] = field(default_factory=dict, metadata=SECRET)
     shared_token: str = field(default="", metadata=SECRET)
+    max_new_clients: int = 100
+    new_client_window_s: float = 60.0
+    max_failures: int = 20
+    failure_window_s: float = 60.0
+    max_tracked_peers: int = 10_000
 
     def __post_init__(self) -> None:
         _check(bool(self.tokens) or bool(self.shared_token), "tokens",
                "set auth.tokens or auth.shared_token: the coordinator admits no anonymous clients")
+        _check(self.max_new_clients >= 0, "max_new_clients", "must be >= 0 (0: no cap)")
+        for key in ("new_client_window_s", "failure_window_s"):
+            value = getattr(self, key)
+            _check(0 < value < float("inf"), key, "must be finite and > 0")
+        _check(self.max_failures >= 1, "max_failures", "must be >= 1")
+        _check(self.max_tracked_peers >= 1, "max_tracked_peers", "must be >= 1")
 
 
 @dataclass(frozen=True)

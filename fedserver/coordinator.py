@@ -195,6 +195,10 @@ class Coordinator:
         """Every client registered in this run (for Poisson selection)."""
         return frozenset(self._seen_clients) | self._registered
 
+    def is_registered(self, client_id: str) -> bool:
+        """Whether ``client_id`` checked in before (in this run, any start)."""
+        return client_id in self._seen_clients or client_id in self._registered
+
     def _touch_client(self, client_id: str, num_examples: int) -> None:
         """Record a client in the store on first sight or when its data size changes; the
         client list is bookkeeping, so a failed write is logged and retried next check-in."""

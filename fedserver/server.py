@@ -15,13 +15,15 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 
-from fedcore.pb import coordinator_pb2, coordinator_pb2_grpc
-from fedserver.auth import Authenticator
+from fedcore.pb import coordinator_pb2
+from fedserver.call_gate import CallGate
 from fedserver.config import ServerConfig
 from fedserver.coordinator import Coordinator
 from fedserver.metrics import MetricsEndpoint, serve_metrics
+from fedserver.registration import shared_token_warning
+from fedserver.request_parsing import RequestParser, parsing_first, raw_request_handlers
 from fedserver.servicer import CoordinatorServicer
 from fedserver.state_dir import StartMode
 from fedserver.stream_guard import IdleStreamReaper, StreamLimiter
@@ -89,6 +91,18 @@ def _enable_reflection(server: grpc.Server) -> None:
             response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
 
 
+def _add_raw_services(server: grpc.Server, servicer: CoordinatorServicer,
+                      health_servicer: health.HealthServicer, parser: RequestParser) -> None:
+    """Both services with identity deserializers (see :mod:`fedserver.request_parsing`)."""
+    coordinator_service = coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"]
+    health_service = health_pb2.DESCRIPTOR.services_by_name["Health"]
+    server.add_generic_rpc_handlers((
+        raw_request_handlers(coordinator_service, {m.name: getattr(servicer, m.name)
+                                                   for m in coordinator_service.methods}),
+        raw_request_handlers(health_service,
+                             parsing_first(health_servicer, health_service, parser))))
+
+
 def create_server(config: ServerConfig, *, evaluator: object | None = None,
                   start: StartMode = StartMode()) -> RunningServer:
     listener = Listener.from_config(config)  # before anything is built or written
@@ -106,11 +120,12 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None,
                          interceptors=[StreamLimiter(limit=config.network.open_streams_limit,
                                                      reaper=reaper)],
                          maximum_concurrent_rpcs=config.network.max_concurrent_rpcs)
-    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(
-        CoordinatorServicer(coordinator, Authenticator(config.auth), tasks,
-                            max_payload_bytes=config.network.max_payload_bytes), server)
+    parser = RequestParser()
+    gate = CallGate.from_config(config, is_registered=coordinator.is_registered)
+    servicer = CoordinatorServicer(coordinator, gate, tasks, parser=parser,
+                                   max_payload_bytes=config.network.max_payload_bytes)
     health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _add_raw_services(server, servicer, health_servicer, parser)
     if config.network.reflection:
         _enable_reflection(server)
     try:
@@ -137,6 +152,9 @@ def create_server(config: ServerConfig, *, evaluator: object | None = None,
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator listening on %s:%d with %s (state %s)", config.network.host, port,
              _transport_name(config), coordinator.state_dir)
+    warning = shared_token_warning(config.auth)
+    if warning is not None:
+        log.warning("%s", warning)
     return RunningServer(server, port, coordinator, health_servicer, metrics, reaper)
 
 

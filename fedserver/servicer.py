@@ -1,4 +1,9 @@
-"""The thin gRPC servicer: authenticate, count bytes, translate, call the coordinator.
+"""The thin gRPC servicer: admit, parse, count bytes, translate, call the coordinator.
+
+Every call first passes the :class:`~fedserver.call_gate.CallGate` (peer throttling,
+authentication, the new-id cap, the per-client call slots); only then are its request
+bytes parsed (:mod:`fedserver.request_parsing`: the service is registered with identity
+deserializers, so undecodable bytes are an INVALID_ARGUMENT here, not a grpcio leak).
 
 Every handler runs inside :func:`fedserver.status.abort_on_error`, so domain errors become
 precise status codes in one place. Bytes are counted from the serialized size of every
@@ -16,8 +21,9 @@ import numpy as np
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.streaming import PayloadAssembler, StreamError, make_header, split_payload
-from fedserver.auth import Authenticator
+from fedserver.call_gate import CallGate
 from fedserver.coordinator import Coordinator
+from fedserver.request_parsing import RequestParser
 from fedserver.round_state import Assignment
 from fedserver.status import abort_on_error
 from fedserver.tasks import TaskFactory
@@ -25,20 +31,18 @@ from fedserver.updates import InvalidUpdate
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
-    def __init__(self, coordinator: Coordinator, authenticator: Authenticator,
-                 tasks: TaskFactory, *, max_payload_bytes: int) -> None:
+    def __init__(self, coordinator: Coordinator, gate: CallGate,
+                 tasks: TaskFactory, *, max_payload_bytes: int,
+                 parser: RequestParser | None = None) -> None:
         self._coord = coordinator
-        self._auth = authenticator
+        self._gate = gate
         self._tasks = tasks
         self._max_payload = max_payload_bytes
+        self._parse = parser or RequestParser()
 
-    def _client(self, context: grpc.ServicerContext) -> str:
-        return self._auth.authenticate(dict(context.invocation_metadata()),
-                                       peer=context.auth_context())
-
-    def Round(self, request: cpb.RoundRequest, context: grpc.ServicerContext) -> cpb.Task:
-        with abort_on_error(context):
-            client = self._client(context)
+    def Round(self, raw: bytes, context: grpc.ServicerContext) -> cpb.Task:
+        with abort_on_error(context), self._gate.admit(context, registers=True) as client:
+            request = self._parse(cpb.RoundRequest, raw)
             context.add_callback(self._coord.wake)
             decision, instructions = self._coord.check_in(
                 client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000,
@@ -49,23 +53,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             return task
         raise AssertionError("unreachable")  # abort raises
 
-    def PullModel(self, request: cpb.PullModelRequest,
-                  context: grpc.ServicerContext) -> Iterator[cpb.ModelChunk]:
-        with abort_on_error(context):
-            client = self._client(context)
+    def PullModel(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[cpb.ModelChunk]:
+        with abort_on_error(context), self._gate.admit(context) as client:  # to the last chunk
+            request = self._parse(cpb.PullModelRequest, raw)
             payload, rnd = self._coord.model_payload(client, request.task_id, request.held_mask_id)
-        header = cpb.ModelChunk(header=make_header(payload))
-        self._coord.add_bytes(rnd, up=request.ByteSize(), down=header.ByteSize())
-        yield header
-        for data in split_payload(payload):
-            chunk = cpb.ModelChunk(data=data)
-            self._coord.add_bytes(rnd, down=chunk.ByteSize())
-            yield chunk
+            header = cpb.ModelChunk(header=make_header(payload))
+            self._coord.add_bytes(rnd, up=request.ByteSize(), down=header.ByteSize())
+            yield header
+            for data in split_payload(payload):
+                chunk = cpb.ModelChunk(data=data)
+                self._coord.add_bytes(rnd, down=chunk.ByteSize())
+                yield chunk
 
-    def PushUpdate(self, request_iterator: Iterator[cpb.UpdateChunk],
+    def PushUpdate(self, raw_chunks: Iterator[bytes],
                    context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context):
-            client = self._client(context)
+        with abort_on_error(context), self._gate.admit(context) as client:
+            request_iterator = (self._parse(cpb.UpdateChunk, raw) for raw in raw_chunks)
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise StreamError("the first UpdateChunk must carry the header")
@@ -88,19 +91,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             return ack
         raise AssertionError("unreachable")
 
-    def ReportEvaluation(self, request: cpb.EvaluationReport,
-                         context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context):
-            client = self._client(context)
+    def ReportEvaluation(self, raw: bytes, context: grpc.ServicerContext) -> cpb.PushAck:
+        with abort_on_error(context), self._gate.admit(context) as client:
+            request = self._parse(cpb.EvaluationReport, raw)
             new = self._coord.report_evaluation(client, request)  # validates the task first
             self._coord.add_bytes(request.round, up=request.ByteSize())
             return cpb.PushAck(accepted=True, duplicate=not new, round=request.round)
         raise AssertionError("unreachable")
 
 
-    def Step(self, request: cpb.StepRequest, context: grpc.ServicerContext) -> cpb.StepAck:
-        with abort_on_error(context):
-            client = self._client(context)
+    def Step(self, raw: bytes, context: grpc.ServicerContext) -> cpb.StepAck:
+        with abort_on_error(context), self._gate.admit(context) as client:
+            request = self._parse(cpb.StepRequest, raw)
             new = self._coord.protocol_step(client, request)  # validates the task first
             self._coord.add_bytes(request.round, up=request.ByteSize())
             return cpb.StepAck(accepted=True, duplicate=not new, round=request.round)

@@ -6,7 +6,8 @@ reason) to the precise status the protocol documents. A round rejection also nam
 reason in trailing metadata (:mod:`fedcore.rejections`), so a client can tell a refusal
 that is final (late) from a transient failure with the same code. Details are clipped
 (:func:`fedcore.text.clip`): they quote client-supplied strings, which must not come back
-unbounded.
+unbounded. A call refused by a limit (:class:`~fedserver.throttling.Throttled`) is
+RESOURCE_EXHAUSTED with the limit's reason in the same trailer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fedcore.streaming import PayloadTooLarge, StreamError
 from fedcore.text import clip
 from fedserver.auth import AuthError
 from fedserver.round_state import Rejection, RejectReason
+from fedserver.throttling import Throttled
 from fedserver.updates import InvalidUpdate
 
 DETAILS_LIMIT = 300  # characters of status details
@@ -40,6 +42,7 @@ _REJECTION_CODES = {
 
 # Order matters: subclasses before their bases.
 _ERROR_CODES: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (Throttled, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (PayloadTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StreamError, grpc.StatusCode.INVALID_ARGUMENT),
     (MaskMismatchError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -73,4 +76,6 @@ def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
             raise
         if isinstance(exc, Rejection):
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason.name.lower()),))
+        elif isinstance(exc, Throttled):
+            context.set_trailing_metadata(((REJECTION_KEY, exc.reason),))
         context.abort(code, clip(str(exc), DETAILS_LIMIT))
