@@ -18,6 +18,7 @@ after many windows; rounds draw their cohort from the registered population
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -38,19 +39,30 @@ class NewClientCap:
         self._max_new = max_new
         self._window_s = window_s
         self._window = WindowCounter(window_s=window_s, max_keys=1, clock=clock)
+        self._lock = threading.Lock()
+        self._admitted: set[str] = set()  # this window's new ids (at most max_new)
 
     def admit(self, client_id: str, *, known: bool) -> None:
-        """Return if ``client_id`` may register (counting it when new); else raise
-        :class:`~fedserver.throttling.Throttled`."""
+        """Return if ``client_id`` may register (counting it once per window when new);
+        else raise :class:`~fedserver.throttling.Throttled`."""
         if known or not self._max_new:
             return
+        with self._lock:
+            self._admit_locked(client_id)
+
+    def _admit_locked(self, client_id: str) -> None:
         admitted, left = self._window.count(_NEW)
+        if not admitted:
+            self._admitted.clear()
+        if client_id in self._admitted:  # admitted, not registered yet (a call in flight)
+            return
         if admitted >= self._max_new:
             raise Throttled(REGISTRATION_CAPPED,
                             f"new client ids are capped at {self._max_new} per "
                             f"{self._window_s:g} s (auth.max_new_clients); retry in "
                             f"{left:.0f} s", retry_after_s=left)
         self._window.add(_NEW)
+        self._admitted.add(client_id)
 
 
 def shared_token_warning(auth: AuthConfig) -> str | None:
