@@ -271,7 +271,7 @@ class _Cancelled(grpc.RpcError):
         return "cancelled by stop()"
 
 
-def _assemble(stream: Iterator[cpb.ModelChunk], max_bytes: int) -> bytes:
+def _assemble(stream: Iterator[cpb.ModelChunk], max_bytes: int) -> memoryview:
     first = next(stream, None)
     if first is None or first.WhichOneof("part") != "header":
         raise _TaskFailed("model stream did not start with a header")

@@ -33,7 +33,7 @@ class HeldMask:
     masks: dict[str, np.ndarray] | None = None
 
 
-def decode_model_payload(payload: bytes, task: cpb.Task, *, shapes: Mapping[str, tuple[int, ...]],
+def decode_model_payload(payload: bytes | memoryview, task: cpb.Task, *, shapes: Mapping[str, tuple[int, ...]],
                          held: HeldMask) -> tuple[Params, HeldMask]:
     """The task's global model and the mask now held (adopted from the payload if sent)."""
     try:

@@ -248,7 +248,7 @@ class Coordinator:
                               bytes(header.stream.sha256), "scores" in instr.side_keys,
                               self.clock())
 
-    def decode_update(self, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
+    def decode_update(self, ticket: PushTicket, payload: bytes | memoryview) -> DecodedUpdate:
         """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""
         with self._cond:
             open_round = self._train

@@ -127,7 +127,8 @@ class RoundRunner:
         if open_round.weight_cap is None:
             open_round.weight_cap = self.program.weighting.cap(reference_examples)
 
-    def decode(self, open_round: OpenRound, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
+    def decode(self, open_round: OpenRound, ticket: PushTicket,
+               payload: bytes | memoryview) -> DecodedUpdate:
         return decode_update(ticket, payload, shapes=self.shapes,
                              score_shapes=open_round.side_shapes.get("scores", {}))
 

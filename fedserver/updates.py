@@ -49,7 +49,7 @@ class DecodedUpdate:
     decode_seconds: float
 
 
-def decode_update(ticket: PushTicket, payload: bytes, *, shapes: Mapping[str, tuple[int, ...]],
+def decode_update(ticket: PushTicket, payload: bytes | memoryview, *, shapes: Mapping[str, tuple[int, ...]],
                   score_shapes: Mapping[str, tuple[int, ...]]) -> DecodedUpdate:
     """Parse and decode outside the lock; raises InvalidUpdate or a model_codec error."""
     start = time.perf_counter()

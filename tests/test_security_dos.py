@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from fedcore.pb import coordinator_pb2 as cpb
-from tests.helpers import RawClient, running_server, server_config
+from fedcore.streaming import MAX_EMPTY_CHUNKS
+from tests.helpers import RawClient, running_server, server_config, update_for, zero_delta
 
 REFLECTION = {"v1alpha": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
               "v1": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"}
@@ -113,5 +114,36 @@ def test_status_details_clip_client_supplied_strings(tmp_path: Path) -> None:
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.NOT_FOUND
                 assert len(exc.details()) <= 400, len(exc.details())
+        finally:
+            client.close()
+
+
+def test_push_stream_of_empty_chunks_is_refused_after_a_few(tmp_path: Path) -> None:
+    with running_server(server_config(tmp_path / "state", "evaluation.test_set=")) as running:
+        client = RawClient(running.port)
+        try:
+            task = client.round()
+            header, data = update_for(task, zero_delta(client.pull(task)))
+
+            def chunks() -> Iterator[cpb.UpdateChunk]:
+                yield cpb.UpdateChunk(header=header)
+                for _ in range(MAX_EMPTY_CHUNKS + 1):
+                    yield cpb.UpdateChunk(data=b"")
+                yield cpb.UpdateChunk(data=data)
+
+            try:
+                client.stub.PushUpdate(chunks(), metadata=client.metadata, timeout=10)
+                raise AssertionError("a stream of empty chunks was accepted")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "empty chunks" in exc.details()
+            # the update itself, sent properly (a few empty chunks are tolerated), is taken
+            def few_empty() -> Iterator[cpb.UpdateChunk]:
+                yield cpb.UpdateChunk(header=header)
+                yield cpb.UpdateChunk(data=b"")
+                yield cpb.UpdateChunk(data=data)
+
+            assert client.stub.PushUpdate(few_empty(), metadata=client.metadata,
+                                          timeout=10).accepted
         finally:
             client.close()
