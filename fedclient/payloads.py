@@ -33,8 +33,8 @@ class HeldMask:
     masks: dict[str, np.ndarray] | None = None
 
 
-def decode_model_payload(payload: bytes | memoryview, task: cpb.Task, *, shapes: Mapping[str, tuple[int, ...]],
-                         held: HeldMask) -> tuple[Params, HeldMask]:
+def decode_model_payload(payload: bytes | memoryview, task: cpb.Task, *,
+                         shapes: Mapping[str, tuple[int, ...]], held: HeldMask) -> tuple[Params, HeldMask]:
     """The task's global model and the mask now held (adopted from the payload if sent)."""
     try:
         msg = cpb.ModelPayload.FromString(payload)
