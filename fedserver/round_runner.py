@@ -10,7 +10,7 @@ rounds and large-scale simulation, so the round maths exists once. A round:
    push, when the cohort has declared its sizes); never changing within a round keeps the
    result independent of arrival order;
 2. ``decode(open, ticket, payload)``: parse and validate a pushed update (pure, may run
-   outside any lock);
+   outside any lock), refusing one that would overflow the global model on its own;
 3. ``add(open, client_id, update, claimed_examples=..., metrics=...)``: bound the claimed
    weight and fold the update into the aggregator and side aggregators (validated first:
    a rejected update changes nothing);
@@ -47,7 +47,13 @@ from fedserver.instructions import RoundInstructions
 from fedserver.model_state import ModelState, Stateful
 from fedserver.round_program import AggregatorComponent, RoundProgram
 from fedserver.transforms.base import RoundResult
-from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket, decode_update
+from fedserver.updates import (
+    DecodedUpdate,
+    InvalidUpdate,
+    PushTicket,
+    check_applicable,
+    decode_update,
+)
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -129,8 +135,10 @@ class RoundRunner:
 
     def decode(self, open_round: OpenRound, ticket: PushTicket,
                payload: bytes | memoryview) -> DecodedUpdate:
-        return decode_update(ticket, payload, shapes=self.shapes,
-                             score_shapes=open_round.side_shapes.get("scores", {}))
+        update = decode_update(ticket, payload, shapes=self.shapes,
+                               score_shapes=open_round.side_shapes.get("scores", {}))
+        check_applicable(update.delta, self.model.params)
+        return update
 
     def add(self, open_round: OpenRound, client_id: str, update: DecodedUpdate, *,
             claimed_examples: int, metrics: Mapping[str, float] | None = None) -> float:

@@ -72,6 +72,22 @@ def decode_update(ticket: PushTicket, payload: bytes | memoryview, *, shapes: Ma
     return DecodedUpdate(delta, scores, time.perf_counter() - start)
 
 
+def check_applicable(delta: Params, params: Mapping[str, np.ndarray]) -> None:
+    """Refuse an update that would overflow the global model on its own.
+
+    Why: a finite but huge delta (3e38) is valid float32, yet ``global + delta`` is inf,
+    or becomes inf when a later round adds another; refused here, at the push, the
+    client hears why (INVALID_ARGUMENT) and the round goes on with the honest updates.
+    The mean of updates that each pass stays finite when applied with a unit step (it is
+    bounded by the largest), so this and the close-time check of the aggregate
+    (:func:`fedserver.round_runner.RoundRunner.close`) keep the model finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, values in delta.items():
+            if not np.all(np.isfinite(params[name] + values)):
+                raise InvalidUpdate(f"tensor {name!r}: the update would make the global model "
+                                    "non-finite (float32 overflow); refused")
+
+
 def _check_pruned_zero(delta: Params, masks: dict[str, np.ndarray] | None) -> None:
     """An update may not carry values at pruned positions (it would densify the model)."""
     for name, mask in (masks or {}).items():
