@@ -26,15 +26,16 @@ from fedclient.config import AttackConfig
 from fedcompression import group_scores
 from fedcore.datasets import ClientData
 from fedcore.masking import mask_hooks
-from fedcore.models import build_model
+from fedcore.models import ModelNotAllowed, build_model, check_allowed
 from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.proximal import ProximalTerm
 from fedcore.secure_noise import SecureGaussian
-from fedcore.text import clip
 from fedcore.train_hooks import TrainHook
 from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
+
+__all__ = ["LocalWorker", "ModelNotAllowed", "TrainOutcome"]
 
 Params = dict[str, np.ndarray]
 
@@ -56,17 +57,13 @@ def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params
     return hooks
 
 
-class ModelNotAllowed(ValueError):
-    """A task named an entry point this client's operator did not allow."""
-
-
 class LocalWorker:
     """Holds the client's data and one model instance per model name.
 
     Invariant: the coordinator cannot make this client import code. A task's model name is
     built only if it is a registry name (no import) or one of ``allowed_models``, the entry
     points the client's own operator configured; anything else raises
-    :class:`ModelNotAllowed` before :mod:`importlib` is touched."""
+    :class:`~fedcore.models.ModelNotAllowed` before :mod:`importlib` is touched."""
 
     def __init__(self, data: ClientData, *, seed: int = 0,
                  allowed_models: tuple[str, ...] = (),
@@ -82,10 +79,8 @@ class LocalWorker:
         return self._seed
 
     def model(self, name: str) -> torch.nn.Module:
-        if ":" in name and name not in self._allowed:
-            raise ModelNotAllowed(
-                f"refusing model {clip(name)!r} named by the coordinator: entry points must "
-                "be listed in this client's allowed_models (nothing was imported)")
+        check_allowed(name, self._allowed, named_by="the coordinator",
+                      key="this client's allowed_models")
         if name not in self._models:
             self._models[name] = build_model(name, seed=self._seed)
         return self._models[name]

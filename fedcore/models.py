@@ -13,6 +13,11 @@ Contract:
   (see :mod:`fedcore.entrypoints`). Two processes that build the same (name, seed) get the
   same initial weights, which is what lets a coordinator and its clients agree on shapes
   and on the round-0 model without shipping it.
+- Whoever builds a model whose name came from someone else (a client building what the
+  coordinator names, a tool loading a ``.fpm`` file) passes ``allowed``: then an entry
+  point outside it raises :class:`ModelNotAllowed` before anything is imported (registry
+  names are always fine: they import nothing). ``allowed=None`` is for names from the
+  caller's own configuration.
 - ``register_model`` refuses to replace an existing name (no silent overrides); looking
   up an unknown name raises :class:`UnknownModelError` (a ``ValueError``) listing the
   known names.
@@ -27,20 +32,36 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import torch
 from torch import nn
 
 from fedcore.entrypoints import load_entrypoint
+from fedcore.text import clip
 
-__all__ = ["UnknownModelError", "build_model", "model_names", "register_model"]
+__all__ = ["ModelNotAllowed", "UnknownModelError", "build_model", "check_allowed",
+           "model_names", "register_model"]
 
 ModelFactory = Callable[[], nn.Module]
 
 
 class UnknownModelError(ValueError):
     """A model name that is neither registered nor an entry point was requested."""
+
+
+class ModelNotAllowed(ValueError):
+    """An entry point someone else named is not in the builder's allowlist."""
+
+
+def check_allowed(name: str, allowed: Collection[str], *, named_by: str,
+                  key: str = "allowed_models") -> None:
+    """Raise :class:`ModelNotAllowed` for an entry point ``name`` not in ``allowed``
+    (nothing is imported either way)."""
+    if ":" in name and name not in allowed:
+        raise ModelNotAllowed(
+            f"refusing model {clip(name)!r} named by {named_by}: entry points must be listed "
+            f"in {key} (nothing was imported)")
 
 
 def _mlp() -> nn.Module:
@@ -107,14 +128,18 @@ def _resolve(name: str) -> ModelFactory:
     return factory
 
 
-def build_model(name: str, *, seed: int = 0) -> nn.Module:
-    """Build model ``name`` with the initial weights ``torch.manual_seed(seed)`` gives.
+def build_model(name: str, *, seed: int = 0, allowed: Collection[str] | None = None,
+                named_by: str = "the caller") -> nn.Module:
+    """Build model ``name`` with the initial weights ``torch.manual_seed(seed)`` gives
+    (``allowed``/``named_by``: see :func:`check_allowed` and the module contract).
 
     >>> sum(p.numel() for p in build_model("mlp").parameters())
     85002
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if allowed is not None:
+        check_allowed(name, allowed, named_by=named_by)
     factory = _resolve(name)
     with _LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -5,6 +5,11 @@ UTF-8 JSON header (format version, model name, layer specs when the model was sh
 then one serialized ``fedprune.v1.Model`` message — the same tensor formats as on the wire,
 with explicit positions (bitmap or delta varints, whichever is smaller) so the file is
 self-contained. No pickle is written or read.
+
+Loading never runs code the file names: the header's model name is only data. Rebuilding
+the module (:meth:`Artifact.to_torch`) takes a registry name, layer specs (built from a
+fixed table of torch layers), or an entry point the *loader* lists in ``allowed_models``
+— an entry point named only by the file is refused before anything is imported.
 """
 
 from __future__ import annotations
@@ -40,9 +45,14 @@ class Artifact:
     model_name: str
     params: Params
     specs: list[LayerSpec] | None = None
+    own_config: bool = False  # model_name comes from the operator's run config, not a file
 
-    def to_torch(self) -> nn.Module:
-        model = build_from_specs(self.specs) if self.specs else build_model(self.model_name)
+    def to_torch(self, *, allowed_models: tuple[str, ...] = ()) -> nn.Module:
+        """The torch module with these weights; ``allowed_models``: the entry points the
+        caller trusts (a name read from a file is not trusted by itself)."""
+        allowed = None if self.own_config else allowed_models
+        model = build_from_specs(self.specs) if self.specs else build_model(
+            self.model_name, allowed=allowed, named_by="the artifact")
         set_parameters(model, self.params)
         return model.eval()
 
@@ -58,7 +68,7 @@ def load_run_model(state_dir: Path) -> Artifact:
     if name is None or info is None:
         raise FileNotFoundError(f"{state_dir} holds no completed round to export")
     params = read_checkpoint(state_dir / "checkpoints" / name).group("param")
-    return Artifact(model_name=info[2]["training"]["model"], params=params)
+    return Artifact(model_name=info[2]["training"]["model"], params=params, own_config=True)
 
 
 def write_artifact(artifact: Artifact, path: Path, *, values: str = "fp32",
@@ -83,9 +93,13 @@ def read_artifact(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> Artif
     (size,) = struct.unpack("<I", data[8:12])
     if 12 + size > len(data):
         raise ValueError(f"{path}: truncated header")
-    header = json.loads(data[12:12 + size])
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported artifact format {header.get('format')}")
+    try:
+        header = json.loads(data[12:12 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path}: the header is not JSON") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported artifact format")
+    _check_header(path, header)
     model = pb.Model.FromString(data[12 + size:])
     params = {t.name: decode_tensor(wire.tensor_from_proto(t), limits=limits)
               for t in model.tensors}
@@ -93,9 +107,22 @@ def read_artifact(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> Artif
     return Artifact(model_name=header["model_name"], params=params, specs=specs)
 
 
+def _check_header(path: Path, header: dict[str, Any]) -> None:
+    """Types only: the values are data, never resolved to code here."""
+    specs = header.get("specs")
+    ok = isinstance(header.get("model_name"), str) and (specs is None or (
+        isinstance(specs, list) and all(
+            isinstance(s, dict) and set(s) <= {"kind", "in_features", "out_features"}
+            and isinstance(s.get("kind"), str)
+            and all(isinstance(s.get(k, 0), int) for k in ("in_features", "out_features"))
+            for s in specs)))
+    if not ok:
+        raise ValueError(f"{path}: malformed artifact header")
+
+
 def shrunk(artifact: Artifact) -> Artifact:
     small, specs = shrink_sequential(artifact.to_torch())
-    return Artifact(artifact.model_name, get_parameters(small), specs)
+    return Artifact(artifact.model_name, get_parameters(small), specs, artifact.own_config)
 
 
 def count(params: Params) -> dict[str, int]:
@@ -128,7 +155,7 @@ def export_run(state_dir: Path, out: Path, *, values: str = "fp32", shrink: bool
     dense = load_run_model(state_dir)
     artifact = shrunk(dense) if shrink else dense
     size = write_artifact(artifact, out, values=values)
-    loaded = read_artifact(out).to_torch()
+    loaded = read_artifact(out).to_torch(allowed_models=(dense.model_name,))  # the run's own
     dense_model = dense.to_torch()
     x = torch.randn(32, features, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():

@@ -5,6 +5,8 @@ Threat model: docs/threat-model.md ("malicious or spoofed coordinator").
 
 from __future__ import annotations
 
+import json
+import struct
 import sys
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import pytest
 from fedclient.config import ClientConfig
 from fedclient.local_work import LocalWorker, ModelNotAllowed
 from fedcore.datasets import DataSpec, load_client_data
+from fedcore.models import build_model
+from fedcore.params import get_parameters
+from fedprune.export import Artifact, read_artifact, write_artifact
 from tests.helpers import (
     read_json,
     running_server,
@@ -80,3 +85,26 @@ def test_client_daemon_refuses_a_foreign_entry_point_from_the_coordinator(tmp_pa
     report = read_json(Path(config.state_dir) / "report.json")
     assert report and [r["status"] for r in report["rounds"]] == ["failed", "completed"]
     assert report["rounds"][1]["clients"] == ["allower"]
+
+
+def test_loading_an_fpm_never_imports_the_entry_point_it_names(tmp_path: Path) -> None:
+    """A ``.fpm`` file is data: its model name is not a licence to import code."""
+
+    params = get_parameters(build_model("mlp"))
+    path = tmp_path / "evil.fpm"
+    write_artifact(Artifact("tests.never_imported:build", params), path)
+    before = set(sys.modules)
+    artifact = read_artifact(path)  # reading: data only
+    with pytest.raises(ModelNotAllowed, match="named by the artifact.*nothing was imported"):
+        artifact.to_torch()
+    assert "tests.never_imported" not in sys.modules and set(sys.modules) == before
+    write_artifact(Artifact(FOREIGN, params), path)
+    model = read_artifact(path).to_torch(allowed_models=(FOREIGN,))  # the loader's choice
+    assert sum(p.numel() for p in model.parameters()) == sum(a.size for a in params.values())
+    # a header that is not the documented shape is refused before anything is built
+    for header in ({"format": 1, "model_name": ["os:system"]},
+                   {"format": 1, "model_name": "mlp", "specs": [{"kind": "relu", "__init__": 1}]}):
+        head = json.dumps(header).encode()
+        path.write_bytes(b"FEDPRUNE" + struct.pack("<I", len(head)) + head)
+        with pytest.raises(ValueError, match="malformed artifact header"):
+            read_artifact(path)
