@@ -10,6 +10,10 @@ again. Refusals back off too, on their own schedule that only a completed task r
 a coordinator that keeps refusing this client is not hammered in a loop. Refused
 credentials end the daemon with :data:`EXIT_REFUSED` and one log line, no traceback
 (retrying cannot help, and a supervisor restarting it should see why).
+A task this client cannot complete — its local update is not finite (training diverged:
+it is never pushed), the task names a model its operator did not allow, or the pulled
+model is unusable — is reported to the coordinator with ``ReportFailure`` and the reason,
+once and best effort, before the daemon checks in again.
 ``stop()`` (SIGTERM) cancels the call in flight and the loop exits between steps. A task
 kind this client does not know (a newer coordinator) is treated as WAIT, so old clients
 keep polling instead of failing.
@@ -29,12 +33,13 @@ import numpy as np
 from fedclient.backoff import ExponentialBackoff
 from fedclient.channel import open_channel
 from fedclient.config import ClientConfig
-from fedclient.local_work import LocalWorker, TrainOutcome
+from fedclient.local_work import LocalWorker, ModelNotAllowed, NonFiniteUpdate, TrainOutcome
 from fedclient.payloads import HeldMask, PayloadError, decode_model_payload, encode_update
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.rejections import LATE, rejection_of
 from fedcore.streaming import PayloadAssembler, make_header, split_payload
+from fedcore.text import clip
 
 log = logging.getLogger("fedclient")
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -175,16 +180,22 @@ class ClientDaemon:
 
     def _pull(self, task: cpb.Task) -> dict[str, np.ndarray]:
         """Pull and decode the global model; adopts the task's mask if the payload has it."""
+        try:
+            shapes = self.worker.shapes(task.model_name)  # refused before anything is pulled
+        except ModelNotAllowed as exc:
+            raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_MODEL_NOT_ALLOWED) from None
+        except ValueError as exc:
+            raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_BAD_MODEL) from None
         stream = self._stub.PullModel(
             cpb.PullModelRequest(task_id=task.task_id, held_mask_id=self.held.mask_id),
             timeout=self._time_left(task), metadata=self._metadata)
         self._inflight = stream  # type: ignore[assignment]
         try:
             payload = _assemble(stream, self.config.max_payload_bytes)
-            params, self.held = decode_model_payload(
-                payload, task, shapes=self.worker.shapes(task.model_name), held=self.held)
+            params, self.held = decode_model_payload(payload, task, shapes=shapes,
+                                                     held=self.held)
         except (PayloadError, ValueError) as exc:
-            raise _TaskFailed(str(exc)) from None
+            raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_BAD_MODEL) from None
         finally:
             self._inflight = None
         return params
@@ -197,11 +208,14 @@ class ClientDaemon:
             masks = self.held.masks if task.mask_id else None
             log.info("round %d: training on model version %d%s", task.round, task.model_version,
                      f" under mask {task.mask_id}" if masks else "")
-            outcome = self.worker.train(task, params, masks)
+            try:
+                outcome = self.worker.train(task, params, masks)
+            except NonFiniteUpdate as exc:
+                raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_NON_FINITE_UPDATE) \
+                    from None
             ack = self._push(task, outcome, masks, pull_seconds)
         except _TaskFailed as exc:
-            log.warning("round %d: task abandoned: %s", task.round, exc)
-            self._refused_pause()
+            self._give_up(task, exc)
             return
         self.rounds_done += 1
         self._refusals.reset()
@@ -238,8 +252,7 @@ class ClientDaemon:
         try:
             params = self._pull(task)
         except _TaskFailed as exc:
-            log.warning("round %d: evaluation abandoned: %s", task.round, exc)
-            self._refused_pause()
+            self._give_up(task, exc)
             return
         num_examples, metrics = self.worker.evaluate(task, params)
         report = cpb.EvaluationReport(task_id=task.task_id, round=task.round,
@@ -247,6 +260,22 @@ class ClientDaemon:
         self._call(self._stub.ReportEvaluation, report, self._time_left(task))
         self._refusals.reset()
         log.info("round %d: evaluated: %s", task.round, metrics)
+
+
+    def _give_up(self, task: cpb.Task, failure: _TaskFailed) -> None:
+        """Drop ``task``; tell the coordinator why when there is a reason to report."""
+        log.warning("round %d: task abandoned: %s", task.round, failure)
+        if failure.reason:
+            report = cpb.TaskFailure(task_id=task.task_id, round=task.round,
+                                     reason=failure.reason, detail=clip(str(failure), 250))
+            try:
+                self._call(self._stub.ReportFailure, report, min(10.0, self._time_left(task)))
+                log.info("round %d: told the coordinator (%s)",
+                         task.round, cpb.FailureReason.Name(failure.reason))
+            except grpc.RpcError as exc:  # best effort: the task times out there anyway
+                log.info("round %d: could not report the failure: %s", task.round,
+                         exc.code().name if hasattr(exc, "code") else exc)
+        self._refused_pause()
 
 
 def _rejection(exc: grpc.RpcError) -> str | None:
@@ -260,7 +289,12 @@ def _is_refusal(exc: grpc.RpcError) -> bool:
 
 
 class _TaskFailed(Exception):
-    """This task cannot be completed; drop it and check in again."""
+    """This task cannot be completed; drop it and check in again. ``reason``: the
+    ``FailureReason`` to report to the coordinator (0: nothing to report, e.g. late)."""
+
+    def __init__(self, message: str, *, reason: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class _Cancelled(grpc.RpcError):
@@ -274,7 +308,8 @@ class _Cancelled(grpc.RpcError):
 def _assemble(stream: Iterator[cpb.ModelChunk], max_bytes: int) -> memoryview:
     first = next(stream, None)
     if first is None or first.WhichOneof("part") != "header":
-        raise _TaskFailed("model stream did not start with a header")
+        raise _TaskFailed("model stream did not start with a header",
+                          reason=cpb.FAILURE_REASON_BAD_MODEL)
     assembler = PayloadAssembler(first.header, max_bytes=max_bytes)
     for chunk in stream:
         assembler.add(chunk.data)

@@ -32,10 +32,11 @@ from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.proximal import ProximalTerm
 from fedcore.secure_noise import SecureGaussian
+from fedcore.text import clip
 from fedcore.train_hooks import TrainHook
 from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
 
-__all__ = ["LocalWorker", "ModelNotAllowed", "TrainOutcome"]
+__all__ = ["LocalWorker", "ModelNotAllowed", "NonFiniteUpdate", "TrainOutcome"]
 
 Params = dict[str, np.ndarray]
 
@@ -55,6 +56,19 @@ def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params
     if t.proximal_mu > 0:
         hooks.append(ProximalTerm(mu=t.proximal_mu, reference_params=global_params))
     return hooks
+
+
+class NonFiniteUpdate(ValueError):
+    """Local training produced a non-finite update (diverged); it must not be pushed."""
+
+
+def _check_finite(delta: Params, loss: float) -> None:
+    bad = [name for name, d in delta.items() if not np.all(np.isfinite(d))]
+    if not np.isfinite(loss):
+        bad.append("train_loss")
+    if bad:
+        raise NonFiniteUpdate(f"local update is not finite in {len(bad)} part(s), first "
+                              f"{clip(bad[0], 60)!r} (train loss {loss:g}); nothing was pushed")
 
 
 class LocalWorker:
@@ -114,6 +128,7 @@ class LocalWorker:
             delta = {n: (d + noise.normal(d.shape, stddev=t.noise_stddev)).astype(np.float32)
                      for n, d in delta.items()}
             metrics["dp_noised"] = 1.0
+        _check_finite(delta, float(result.loss))
         return TrainOutcome(delta, scores, claimed_examples(self.attack, result.num_examples),
                             metrics)
 

@@ -46,6 +46,7 @@ from fedcore.models import build_model
 from fedcore.params import get_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.secrets import redacted
+from fedcore.text import clip
 from fedserver.aggregators.weighting import reference_examples
 from fedserver.config import ServerConfig
 from fedserver.downlink import encode_model_payload
@@ -74,6 +75,7 @@ from fedserver.round_state import (
 from fedserver.state_dir import StartMode, open_run_store
 from fedserver.status import status_for
 from fedserver.store import RoundRecord, StoreError
+from fedserver.task_failures import TaskFailures, reason_name
 from fedserver.transforms.evaluation_step import Evaluator
 from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket
 
@@ -118,6 +120,7 @@ class Coordinator:
         self._payload_cache: dict[tuple[int, str, bool], bytes] = {}
         self._bytes: dict[int, list[int]] = {}
         self._bytes_lock = threading.Lock()
+        self.failures = TaskFailures()
         self._deadline_thread = threading.Thread(target=self._deadline_loop, daemon=True,
                                                  name="fedserver-deadlines")
         self._phase_closers = {PhaseKind.TRAIN: self._close_train_phase,
@@ -322,6 +325,22 @@ class Coordinator:
             raise Rejection(RejectReason.WRONG_KIND,
                             f"the open phase is {phase.value}, which takes no protocol steps")
 
+    def report_failure(self, client_id: str, failure: cpb.TaskFailure) -> bool:
+        """A client gives up its task, saying why (:mod:`fedserver.task_failures`); False
+        if this failure was already reported."""
+        reason = reason_name(failure)
+        digest = hashlib.sha256(failure.SerializeToString(deterministic=True)).digest()
+        with self._cond:
+            step = self.sm.step
+            self.sm.check_result(client_id, failure.task_id, kind=step.kind, round=failure.round,
+                                 version=None, mask_id=None, digest=digest)
+            new = self.failures.record(step.round, client_id, reason)
+        if new:
+            self.metrics.client_failure(reason)
+            log.warning("round %d: client %s gave up its %s task: %s: %s", step.round,
+                        client_id, step.kind.value, reason, clip(failure.detail))
+        return new
+
     def add_bytes(self, round_: int, *, up: int = 0, down: int = 0) -> None:
         """Credit wire bytes to a round; callers pass only rounds of validated tasks."""
         with self._bytes_lock:
@@ -468,7 +487,8 @@ class Coordinator:
             server_seconds=open_round.server_seconds + time.perf_counter() - start,
             close_seconds=time.perf_counter() - start, bytes_up=up, bytes_down=down,
             metrics=candidate.metrics if candidate is not None else {},
-            measurements=candidate.measurements if candidate is not None else {})
+            measurements={**(candidate.measurements if candidate is not None else {}),
+                          "client_failures": self.failures.of(closed.step.round)})
 
     def _write_report_logged(self, *, finished: bool) -> None:
         """The report is derived from the store; a failed rewrite is caught up next time."""

@@ -40,6 +40,9 @@ class CoordinatorMetrics:
         self.store_write_errors = Counter("fedprune_store_write_errors",
                                           "Failed writes of the run store, checkpoints or "
                                           "report", ["what"], registry=r)
+        self.client_failures = Counter("fedprune_client_failures",
+                                       "Tasks clients gave up (ReportFailure), by reason",
+                                       ["reason"], registry=r)
         self.model_version = Gauge("fedprune_model_version", "Global model version",
                                    registry=r)
         Gauge("fedprune_waiting_clients", "Clients in a Round long-poll",
@@ -69,6 +72,9 @@ class CoordinatorMetrics:
 
     def phase(self, *, kind: str, seconds: float) -> None:
         self.phase_seconds.labels(kind).observe(max(0.0, seconds))
+
+    def client_failure(self, reason: str) -> None:
+        self.client_failures.labels(reason).inc()
 
     def write_error(self, what: str) -> None:
         self.store_write_errors.labels(what).inc()

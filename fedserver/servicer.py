@@ -109,6 +109,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         raise AssertionError("unreachable")
 
 
+    def ReportFailure(self, raw: bytes, context: grpc.ServicerContext) -> cpb.PushAck:
+        with abort_on_error(context), self._gate.admit(context) as client:
+            request = self._parse(cpb.TaskFailure, raw)
+            new = self._coord.report_failure(client, request)  # validates the task first
+            self._coord.add_bytes(request.round, up=request.ByteSize())
+            return cpb.PushAck(accepted=True, duplicate=not new, round=request.round)
+        raise AssertionError("unreachable")
+
+
 def _check_metrics(metrics: dict[str, float]) -> None:
     if len(metrics) > 64 or not all(np.isfinite(v) for v in metrics.values()):
         raise InvalidUpdate("header metrics must be at most 64 finite values")

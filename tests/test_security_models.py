@@ -70,8 +70,8 @@ def test_client_daemon_refuses_a_foreign_entry_point_from_the_coordinator(tmp_pa
                 procs.append(spawn("fedclient", write_config(tmp_path / f"{name}.toml", client),
                                    logs[name], FEDPRUNE_FOREIGN_MARKER=str(markers[name])))
                 if name == "refuser":  # selected alone for round 1, it refuses; then it leaves
-                    wait_for(lambda: "refusing model" in logs["refuser"].read_text(), 60,
-                             "the refusal in the client's log")
+                    wait_for(lambda: "told the coordinator" in logs["refuser"].read_text(), 60,
+                             "the refusal reported to the coordinator")
                     stop(procs)
             wait_for(lambda: (read_json(Path(config.state_dir) / "report.json") or {})
                      .get("finished"), 120, "the round to complete")
@@ -85,6 +85,8 @@ def test_client_daemon_refuses_a_foreign_entry_point_from_the_coordinator(tmp_pa
     report = read_json(Path(config.state_dir) / "report.json")
     assert report and [r["status"] for r in report["rounds"]] == ["failed", "completed"]
     assert report["rounds"][1]["clients"] == ["allower"]
+    assert report["rounds"][0]["measurements"]["client_failures"] == \
+        {"refuser": "model_not_allowed"}
 
 
 def test_loading_an_fpm_never_imports_the_entry_point_it_names(tmp_path: Path) -> None:

@@ -29,6 +29,13 @@ class ValueCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALUE_CODEC_INT8: _ClassVar[ValueCodec]
     VALUE_CODEC_INT4: _ClassVar[ValueCodec]
     VALUE_CODEC_CLUSTERED: _ClassVar[ValueCodec]
+
+class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_REASON_UNSPECIFIED: _ClassVar[FailureReason]
+    FAILURE_REASON_NON_FINITE_UPDATE: _ClassVar[FailureReason]
+    FAILURE_REASON_MODEL_NOT_ALLOWED: _ClassVar[FailureReason]
+    FAILURE_REASON_BAD_MODEL: _ClassVar[FailureReason]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_WAIT: TaskKind
 TASK_KIND_TRAIN: TaskKind
@@ -45,6 +52,10 @@ VALUE_CODEC_BF16: ValueCodec
 VALUE_CODEC_INT8: ValueCodec
 VALUE_CODEC_INT4: ValueCodec
 VALUE_CODEC_CLUSTERED: ValueCodec
+FAILURE_REASON_UNSPECIFIED: FailureReason
+FAILURE_REASON_NON_FINITE_UPDATE: FailureReason
+FAILURE_REASON_MODEL_NOT_ALLOWED: FailureReason
+FAILURE_REASON_BAD_MODEL: FailureReason
 
 class RoundRequest(_message.Message):
     __slots__ = ("max_wait_ms", "num_examples", "client_version", "held_mask_id")
@@ -270,3 +281,15 @@ class EvaluationReport(_message.Message):
     num_examples: int
     metrics: _containers.ScalarMap[str, float]
     def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., num_examples: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class TaskFailure(_message.Message):
+    __slots__ = ("task_id", "round", "reason", "detail")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    round: int
+    reason: FailureReason
+    detail: str
+    def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., reason: _Optional[_Union[FailureReason, str]] = ..., detail: _Optional[str] = ...) -> None: ...

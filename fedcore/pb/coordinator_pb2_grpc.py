@@ -59,6 +59,11 @@ class CoordinatorStub:
                 request_serializer=fedprune_dot_v1_dot_coordinator__pb2.StepRequest.SerializeToString,
                 response_deserializer=fedprune_dot_v1_dot_coordinator__pb2.StepAck.FromString,
                 _registered_method=True)
+        self.ReportFailure = channel.unary_unary(
+                '/fedprune.v1.Coordinator/ReportFailure',
+                request_serializer=fedprune_dot_v1_dot_coordinator__pb2.TaskFailure.SerializeToString,
+                response_deserializer=fedprune_dot_v1_dot_coordinator__pb2.PushAck.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -105,6 +110,18 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportFailure(self, request, context):
+        """Tell the coordinator why this client gives up a task it was given: its local update
+        is not finite (it never pushes NaN/inf), the task names a model this client does not
+        allow, or the pulled model is unusable. The task is checked like a result (NOT_FOUND /
+        PERMISSION_DENIED / DEADLINE_EXCEEDED as for PushUpdate); the coordinator records the
+        reason with the task's round (report.json: rounds[].measurements.client_failures)
+        and counts it (metric fedprune_client_failures). Idempotent per (client, task).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +149,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Step,
                     request_deserializer=fedprune_dot_v1_dot_coordinator__pb2.StepRequest.FromString,
                     response_serializer=fedprune_dot_v1_dot_coordinator__pb2.StepAck.SerializeToString,
+            ),
+            'ReportFailure': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFailure,
+                    request_deserializer=fedprune_dot_v1_dot_coordinator__pb2.TaskFailure.FromString,
+                    response_serializer=fedprune_dot_v1_dot_coordinator__pb2.PushAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +291,33 @@ class Coordinator:
             '/fedprune.v1.Coordinator/Step',
             fedprune_dot_v1_dot_coordinator__pb2.StepRequest.SerializeToString,
             fedprune_dot_v1_dot_coordinator__pb2.StepAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFailure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedprune.v1.Coordinator/ReportFailure',
+            fedprune_dot_v1_dot_coordinator__pb2.TaskFailure.SerializeToString,
+            fedprune_dot_v1_dot_coordinator__pb2.PushAck.FromString,
             options,
             channel_credentials,
             insecure,
