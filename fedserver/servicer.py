@@ -13,7 +13,8 @@ only once that task was validated (a client cannot inflate the tally of a round 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -28,6 +29,9 @@ from fedserver.round_state import Assignment
 from fedserver.status import abort_on_error
 from fedserver.tasks import TaskFactory
 from fedserver.updates import InvalidUpdate
+
+R = TypeVar("R", cpb.EvaluationReport, cpb.StepRequest, cpb.TaskFailure)
+A = TypeVar("A", cpb.PushAck, cpb.StepAck)
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
@@ -92,29 +96,26 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         raise AssertionError("unreachable")
 
     def ReportEvaluation(self, raw: bytes, context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context), self._gate.admit(context) as client:
-            request = self._parse(cpb.EvaluationReport, raw)
-            new = self._coord.report_evaluation(client, request)  # validates the task first
-            self._coord.add_bytes(request.round, up=request.ByteSize())
-            return cpb.PushAck(accepted=True, duplicate=not new, round=request.round)
-        raise AssertionError("unreachable")
-
+        return self._answer(raw, context, cpb.EvaluationReport, self._coord.report_evaluation,
+                            cpb.PushAck)
 
     def Step(self, raw: bytes, context: grpc.ServicerContext) -> cpb.StepAck:
-        with abort_on_error(context), self._gate.admit(context) as client:
-            request = self._parse(cpb.StepRequest, raw)
-            new = self._coord.protocol_step(client, request)  # validates the task first
-            self._coord.add_bytes(request.round, up=request.ByteSize())
-            return cpb.StepAck(accepted=True, duplicate=not new, round=request.round)
-        raise AssertionError("unreachable")
-
+        return self._answer(raw, context, cpb.StepRequest, self._coord.protocol_step,
+                            cpb.StepAck)
 
     def ReportFailure(self, raw: bytes, context: grpc.ServicerContext) -> cpb.PushAck:
+        return self._answer(raw, context, cpb.TaskFailure, self._coord.report_failure,
+                            cpb.PushAck)
+
+    def _answer(self, raw: bytes, context: grpc.ServicerContext, request_type: type[R],
+                handle: Callable[[str, R], bool], ack_type: type[A]) -> A:
+        """A unary answer to a task: ``handle`` validates the task first, then takes the
+        request; True when new, False for a duplicate."""
         with abort_on_error(context), self._gate.admit(context) as client:
-            request = self._parse(cpb.TaskFailure, raw)
-            new = self._coord.report_failure(client, request)  # validates the task first
+            request = self._parse(request_type, raw)
+            new = handle(client, request)
             self._coord.add_bytes(request.round, up=request.ByteSize())
-            return cpb.PushAck(accepted=True, duplicate=not new, round=request.round)
+            return ack_type(accepted=True, duplicate=not new, round=request.round)
         raise AssertionError("unreachable")
 
 
