@@ -128,6 +128,9 @@ def _certs(ns: argparse.Namespace) -> int:
         print(f"fedprune certs: --names lists {len(names)} names for --clients {ns.clients}",
               file=sys.stderr)
         return 2
+    if ns.if_missing and (Path(ns.out) / "ca.pem").exists():
+        print(f"fedprune certs: {ns.out}/ca.pem exists; kept the certificates there")
+        return 0
     try:
         made = make_certs(Path(ns.out), clients=names, server_sans=tuple(ns.san))
     except OSError as exc:
@@ -195,6 +198,9 @@ def parser() -> argparse.ArgumentParser:
     crt.add_argument("--san", action="append", default=[], metavar="NAME",
                      help="extra coordinator host name or IP (repeatable; localhost and "
                           "127.0.0.1 are always included)")
+    crt.add_argument("--if-missing", action="store_true",
+                     help="do nothing if the folder already holds ca.pem (a one-shot "
+                          "container that must not replace certificates in use)")
     crt.set_defaults(func=_certs)
     return p
 

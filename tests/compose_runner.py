@@ -12,6 +12,8 @@ What is emulated, and how (docker compose semantics, reduced to what the file us
   ``python`` is ``sys.executable``: the same console script + arguments the container runs.
 - **Environment**: the host environment, then the image's ``ENV`` lines, then the service's
   ``environment`` (a null value passes the shell's variable through, or leaves it unset).
+- **Start order**: ``depends_on`` with ``service_completed_successfully`` (a one-shot
+  service, run to exit 0 first) and ``service_healthy`` (its healthcheck passes first).
 - **Network and volumes** (the only rewrites): ``<service or loopback>:<container port>``
   becomes ``127.0.0.1:<free host port>``, a value equal to the container port becomes the
   host port, and a value at or under a volume's mount target moves under a local folder.
@@ -102,6 +104,19 @@ def service_environment(service: Mapping[str, Any], environ: Mapping[str, str]
         else:
             env[key] = str(value)
     return env
+
+
+def volume_mounts(service: Mapping[str, Any]) -> dict[str, str]:
+    """A service's short-form ``volumes`` as mount target -> volume name (a ``:ro`` /
+    ``:rw`` mode suffix is dropped)."""
+    mounts = {}
+    for spec in service.get("volumes") or ():
+        volume, _, rest = str(spec).partition(":")
+        target = rest.split(":", 1)[0]
+        if not volume or not target.startswith("/"):
+            raise ComposeError(f"volume {spec!r}: only the short form volume:/target[:mode]")
+        mounts[target] = volume
+    return mounts
 
 
 # -- Dockerfile ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from fedcore import config as config_io
 from fedcore import healthcheck
 from fedserver.config import ServerConfig
 from fedserver.server import SERVICE_NAME
+from fedserver.transport import check_exposure
 from tests import compose_runner as cr
 from tests.helpers import read_json, running_server, server_config, stop, wait_for
 
@@ -109,7 +110,7 @@ def test_interpolation_follows_compose_rules() -> None:
 
 def test_compose_has_one_coordinator_and_three_clients(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"coordinator", *CLIENTS}
+    assert set(services) == {"certs", "coordinator", *CLIENTS}
     assert services["coordinator"]["build"]["target"] == "server"
     assert cr.service_image(services["coordinator"]).entrypoint == ["fedserver"]
     for name in CLIENTS:
@@ -123,6 +124,13 @@ def test_coordinator_service(compose: dict[str, Any]) -> None:
     config = _server_config(env)  # every key is real and every value valid
     assert config.state_dir == "/state"
     assert config.network.host == "0.0.0.0" and config.network.port == CONTAINER_PORT
+    # mTLS by default, so the public bind needs no --insecure
+    assert config.tls.enabled and config.tls.require_client_cert and not config.network.insecure
+    check_exposure(config)
+    mounts = cr.volume_mounts(service)
+    for path in (config.tls.cert, config.tls.key, config.tls.client_ca):
+        assert path.startswith("/certs/") and mounts["/certs"] == "fedprune-certs"
+    assert service["depends_on"]["certs"] == {"condition": "service_completed_successfully"}
     assert config.round.rounds == 30
     assert config.round.clients_per_round == len(CLIENTS) and config.round.min_clients == 2
     assert config.auth.shared_token and not config.pruning.enabled
@@ -136,6 +144,8 @@ def test_coordinator_service(compose: dict[str, Any]) -> None:
     assert test[:4] == ["CMD", "python", "-m", "fedcore.healthcheck"]
     assert test[test.index("--address") + 1] == f"127.0.0.1:{CONTAINER_PORT}"
     assert test[test.index("--service") + 1] == SERVICE_NAME
+    assert test[test.index("--ca") + 1] == config.tls.client_ca  # the probe speaks mTLS
+    assert {test[test.index(f) + 1].rsplit("/", 1)[0] for f in ("--cert", "--key")} == {"/certs"}
     assert cr.duration_s(health["timeout"]) > 3  # the probe's own --timeout default
     for key in ("interval", "start_period"):
         assert cr.duration_s(health[key]) > 0
@@ -152,10 +162,31 @@ def test_client_services(compose: dict[str, Any]) -> None:
     assert {c.data.source for c in configs} == {"digits"}
     assert {c.server for c in configs} == {f"coordinator:{CONTAINER_PORT}"}
     assert {c.token for c in configs} == {server_env["FEDSERVER_AUTH__SHARED_TOKEN"]}
+    for config in configs:  # each client's own certificate, which names it
+        assert config.tls.ca == "/certs/ca.pem"
+        assert (config.tls.cert, config.tls.key) == (f"/certs/{config.client_id}.pem",
+                                                     f"/certs/{config.client_id}.key")
     for name in CLIENTS:
         service = services[name]
-        assert service["depends_on"] == {"coordinator": {"condition": "service_healthy"}}
+        assert service["depends_on"] == {
+            "certs": {"condition": "service_completed_successfully"},
+            "coordinator": {"condition": "service_healthy"}}
         assert service["restart"] == "on-failure"
+        assert cr.volume_mounts(service) == {"/certs": "fedprune-certs"}
+
+
+def test_certs_service_makes_every_certificate_the_others_read(compose: dict[str, Any]) -> None:
+    service = compose["services"]["certs"]
+    command = service["command"]
+    assert service["entrypoint"] == ["fedprune"] and command[0] == "certs"
+    assert "--if-missing" in command  # a second `up` keeps the certificates in use
+    assert command[command.index("--out") + 1] == "/certs"
+    assert command[command.index("--san") + 1] == "coordinator"  # FEDCLIENT_SERVER's host
+    names = command[command.index("--names") + 1].split(",")
+    assert int(command[command.index("--clients") + 1]) == len(names)
+    assert set(CLIENTS) <= set(names)
+    assert cr.volume_mounts(service) == {"/certs": "fedprune-certs"}
+    assert service["restart"] == "no"
 
 
 def test_compose_settings_come_from_the_shell(compose: dict[str, Any]) -> None:
@@ -214,10 +245,12 @@ def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
     services = compose["services"]
     coordinator = services["coordinator"]
     published = {int(str(p).rsplit(":", 1)[1]) for p in coordinator["ports"]}
-    volumes = {spec.partition(":")[2]: tmp_path / "volumes" / spec.partition(":")[0]
-               for spec in coordinator["volumes"]}
-    for folder in volumes.values():
+    named = {v: tmp_path / "volumes" / v for svc in services.values()
+             for v in cr.volume_mounts(svc).values()}
+    for folder in named.values():
         folder.mkdir(parents=True)
+    volumes = {target: named[v] for svc in services.values()
+               for target, v in cr.volume_mounts(svc).items()}
     port = _free_port()
     rewrite = cr.Rewriter(hosts=frozenset({*services, "127.0.0.1", "localhost"}),
                           ports={p: port for p in published}, paths=volumes)
@@ -229,21 +262,36 @@ def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
     # what runs is the image's console script with the file's environment
     assert Path(specs["coordinator"].argv[0]).name == "fedserver"
     assert {Path(specs[c].argv[0]).name for c in CLIENTS} == {"fedclient"}
+    assert Path(specs["certs"].argv[0]).name == "fedprune"
     assert specs["coordinator"].env["FEDSERVER_ROUND__ROUNDS"] == "3"
-    state = volumes["/state"]
+    state, certs = volumes["/state"], volumes["/certs"]
     rewritten = {(where, after) for where, _, after in rewrite.log}
+    tls_paths = {("coordinator.environment.FEDSERVER_TLS__CERT", f"{certs}/server.pem"),
+                 ("coordinator.environment.FEDSERVER_TLS__KEY", f"{certs}/server.key"),
+                 ("coordinator.environment.FEDSERVER_TLS__CLIENT_CA", f"{certs}/ca.pem"),
+                 ("certs.command", str(certs)),
+                 *{("coordinator.healthcheck", f"{certs}/{f}")
+                   for f in ("ca.pem", "healthcheck.pem", "healthcheck.key")},
+                 *{(f"{c}.environment.FEDCLIENT_TLS__{k}", f"{certs}/{v}") for c in CLIENTS
+                   for k, v in (("CA", "ca.pem"), ("CERT", f"{c}.pem"), ("KEY", f"{c}.key"))}}
     assert rewritten == {
         ("coordinator.environment.FEDSERVER_STATE_DIR", str(state)),
         ("coordinator.environment.FEDSERVER_NETWORK__PORT", str(port)),
         ("coordinator.healthcheck", f"127.0.0.1:{port}"),
         *{(f"{c}.environment.FEDCLIENT_SERVER", f"127.0.0.1:{port}") for c in CLIENTS},
+        *tls_paths,
     }, rewrite.log
 
     logs = {name: tmp_path / f"{name}.log" for name in services}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     started = time.monotonic()
     try:
-        # coordinator first; clients once its healthcheck passes (depends_on: service_healthy)
+        # the one-shot certs service first (service_completed_successfully), then the
+        # coordinator; clients once its healthcheck passes (depends_on: service_healthy)
+        procs["certs"] = cr.start(specs["certs"], logs["certs"])
+        assert procs["certs"].wait(timeout=60) == 0, _tail(logs["certs"])
+        assert {p.name for p in certs.iterdir()} >= {"ca.pem", "server.pem", "server.key",
+                                                     *(f"{c}.key" for c in CLIENTS)}
         procs["coordinator"] = cr.start(specs["coordinator"], logs["coordinator"])
         health = coordinator["healthcheck"]
         budget = cr.duration_s(health["start_period"]) + \
@@ -288,5 +336,11 @@ def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
     assert report["config"]["round"]["rounds"] == 3
     endpoint = read_json(state / "endpoint.json")
     assert endpoint and endpoint["port"] == port and endpoint["host"] == "0.0.0.0"
+    assert "with mTLS" in logs["coordinator"].read_text()
+    # a second `up` keeps the certificates the running services use
+    before = (certs / "ca.pem").read_bytes()
+    assert subprocess.run(specs["certs"].argv, env=specs["certs"].env, capture_output=True,
+                          timeout=60).returncode == 0
+    assert (certs / "ca.pem").read_bytes() == before
     print(f"compose stack: healthy after {healthy_after:.1f}s, "
           f"3 rounds done after {time.monotonic() - started:.1f}s, accuracy {accuracy}")
