@@ -220,3 +220,18 @@ def test_client_refuses_a_coordinator_certified_by_another_ca(tmp_path: Path, ce
         with channel:
             assert _code(lambda: _round(stub, *_token_metadata("c1"))) \
                 == grpc.StatusCode.UNAVAILABLE
+
+
+def test_certs_if_missing_keeps_certificates_in_use(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The compose deployment's one-shot `certs` service runs on every `up`."""
+    from fedprune.cli import main
+
+    argv = ["certs", "--out", str(tmp_path), "--clients", "1", "--if-missing"]
+    assert main(argv) == 0
+    ca = (tmp_path / "ca.pem").read_bytes()
+    assert main(argv) == 0
+    assert "kept the certificates" in capsys.readouterr().out
+    assert (tmp_path / "ca.pem").read_bytes() == ca
+    assert main(argv[:-1]) == 0  # without the flag: a new CA
+    assert (tmp_path / "ca.pem").read_bytes() != ca
