@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from fedclient.config import AttackConfig
 from fedclient.local_work import LocalWorker
 from fedclient.payloads import HeldMask, decode_model_payload, encode_update
 from fedcore.datasets import ClientData
@@ -75,7 +76,8 @@ class Emulation:
 
     def __init__(self, config: ServerConfig, clients: Sequence[ClientData], *,
                  evaluator: Evaluator | None, client_seed: int = 0,
-                 sampling_rate: float | None = None, sampling_seed: int | None = None) -> None:
+                 sampling_rate: float | None = None, sampling_seed: int | None = None,
+                 attacks: Sequence[AttackConfig] | None = None) -> None:
         if not clients:
             raise ValueError("an emulation needs at least one client")
         if sampling_rate is not None and not 0 < sampling_rate <= 1:
@@ -93,7 +95,11 @@ class Emulation:
                 if isinstance(transform, PrivacyAccounting):
                     transform.accountant.q = float(sampling_rate)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
-        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed), HeldMask())
+        if attacks is not None and len(attacks) != len(clients):
+            raise ValueError(f"attacks: one per client ({len(clients)}), got {len(attacks)}")
+        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed,
+                                                            attack=attacks[i] if attacks else None),
+                                 HeldMask())
                          for i, data in enumerate(clients)]
         self._tasks = TaskFactory(config, run_id=RUN_ID, clock=time.monotonic)
         self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
@@ -149,6 +155,22 @@ class Emulation:
                 "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
                 "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,
                 "bytes_down": bytes_down, "seconds": time.perf_counter() - start}
+
+    def evaluate_clients(self, round: int) -> dict[str, dict[str, float]]:
+        """Federated evaluation of the current model by every client (as an EVALUATE task of
+        ``round``): each client's metrics, incl. its personalized accuracy when configured."""
+        open_round = self.runner.open(round, reference_examples=self._reference)
+        instr, model = open_round.instructions, self.runner.model
+        payload = encode_model_payload(model, instr, wire=self.config.wire, include_mask=True)
+        out = {}
+        for client in self._clients:
+            task = self._tasks.build(Assignment(
+                PhaseKind.EVALUATE, f"{RUN_ID}/r{round}/evaluate/{client.client_id}", round,
+                model.version, model.mask_id, time.monotonic() + 3600.0), instr)
+            params, _ = decode_model_payload(payload, task, shapes=client.worker.shapes(
+                task.model_name), held=HeldMask())
+            out[client.client_id] = client.worker.evaluate(task, params)[1]
+        return out
 
     def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
         """Up to ``rounds`` rounds; stops early when the program refuses a round (budget)."""

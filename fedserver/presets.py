@@ -60,6 +60,7 @@ from fedserver.transforms.base import ModelTransform
 from fedserver.transforms.client_objective import ProximalObjective
 from fedserver.transforms.evaluation_step import EvaluationStep, Evaluator
 from fedserver.transforms.optimizer_step import OptimizerStep
+from fedserver.transforms.personalization import Personalization
 from fedserver.transforms.privacy_accounting import PrivacyAccounting
 from fedserver.transforms.pruning_step import PruningStep
 
@@ -245,6 +246,13 @@ RULES: tuple[Rule, ...] = (
          lambda c: c.aggregation.preset == "robust_krum"
          and c.round.clients_per_round <= 2 * c.aggregation.krum.f + 2,
          "Krum tolerates f adversarial clients only among n > 2f + 2 updates"),
+    Rule(("personalization.finetune_epochs", "round.federated_eval_every"),
+         lambda c: c.personalization.finetune_epochs > 0 and c.round.federated_eval_every == 0,
+         "fine-tuned models exist only in federated evaluation: set federated_eval_every > 0"),
+    Rule(("personalization.personal_layers", "round.federated_eval_every"),
+         lambda c: bool(c.personalization.personal_layers) and c.round.federated_eval_every == 0,
+         "the global model has no trained personal layers, so only federated evaluation "
+         "(each client with its own layers) measures it: set federated_eval_every > 0"),
 )
 
 
@@ -267,6 +275,10 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
     controller = build_controller(config.pruning, initial)
     if controller is not None:
         transforms.append(PruningStep(controller))
+    if config.personalization.enabled:
+        transforms.append(Personalization(
+            personal_layers=config.personalization.personal_layers,
+            finetune_epochs=config.personalization.finetune_epochs, initial=initial))
     if evaluator is not None:
         transforms.append(EvaluationStep(evaluator, label=config.evaluation.test_set))
     transforms += preset.accounting(config)
