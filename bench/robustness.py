@@ -14,9 +14,10 @@ most it tolerates among 10 updates). Final server-side test accuracy after R rou
 
 **Personalization.** Clean W1 with a 20% per-client hold-out (``data.val_fraction = 0.2``,
 so each client is scored on data it did not train on): FedAvg, FedAvg + FT (1 epoch),
-FedPer (personal ``head``) and FedPer + FT. After the last round every client evaluates the
-global model and its personalized model on its hold-out; reported: mean, worst client,
-10th percentile and Jain's index of both.
+FedPer (personal ``head``), FedPer + FT, and q-FFL (q = 1 and 5; fairness by aggregation,
+no personal model). After the last round every client evaluates the global model and its
+personalized model on its hold-out; reported: mean, worst client, 10th percentile and
+Jain's index of both.
 
 Cells are cached as ``<out>/cells/<name>.json`` (rerun skips them; ``--force`` reruns).
 
@@ -56,9 +57,14 @@ ATTACKS = {"sign_flip": {"behaviour": "sign_flip", "scale": 10.0},
            "label_flip": {"behaviour": "label_flip"},
            "claim_examples": {"behaviour": "claim_examples", "claimed_examples": 2 ** 40}}
 FRACTIONS = (0.1, 0.2, 0.3)
-PERSONALIZATION = {"fedavg": {}, "fedavg+ft": {"finetune_epochs": 1},
-                   "fedper": {"personal_layers": ["head"]},
-                   "fedper+ft": {"personal_layers": ["head"], "finetune_epochs": 1}}
+PERSONALIZATION = {  # row label -> config overrides
+    "fedavg": {},
+    "fedavg+ft": {"personalization": {"finetune_epochs": 1}},
+    "fedper": {"personalization": {"personal_layers": ["head"]}},
+    "fedper+ft": {"personalization": {"personal_layers": ["head"], "finetune_epochs": 1}},
+    "q_ffl q=1": {"aggregation": {"preset": "q_ffl"}, "strategy": {"qffl_q": 1.0}},
+    "q_ffl q=5": {"aggregation": {"preset": "q_ffl"}, "strategy": {"qffl_q": 5.0}},
+}
 
 
 def cells() -> list[dict[str, Any]]:
@@ -79,8 +85,9 @@ def overrides(cell: dict[str, Any], rounds: int) -> dict[str, Any]:
     if cell["kind"] == "attack":
         keys.update(json.loads(json.dumps(AGGREGATORS[cell["aggregator"]])))
     else:
-        keys["personalization"] = PERSONALIZATION[cell["personalization"]]
-        keys["round"]["federated_eval_every"] = rounds  # rule: personalization needs it
+        keys.update(json.loads(json.dumps(PERSONALIZATION[cell["personalization"]])))
+        if "personalization" in keys:
+            keys["round"]["federated_eval_every"] = rounds  # rule: personalization needs it
     return keys
 
 
@@ -112,7 +119,10 @@ def run_cell(cell: dict[str, Any], rounds: int) -> dict[str, Any]:
     records = emulation.run(rounds)
     result = {**cell, "overrides": overrides(cell, rounds), "rounds_run": len(records),
               "cohorts": sorted({r["cohort"] for r in records}),
-              "final_accuracy": records[-1].get("accuracy"),
+              "final_accuracy": next((r["accuracy"] for r in reversed(records)
+                                      if "accuracy" in r), None),
+              "failed_rounds": sum(1 for r in records if r.get("failed")),
+              "dropped_updates": sum(len(r.get("failed_clients", [])) for r in records),
               "accuracy_by_round": [r.get("accuracy") for r in records]}
     if cell["kind"] == "personal":
         per_client = emulation.evaluate_clients(rounds + 1)
@@ -132,8 +142,13 @@ def attack_table(results: dict[str, dict[str, Any]]) -> str:
         names = [f"{agg}/clean"] + [f"{agg}/{a}/{f:g}" for a in ATTACKS for f in FRACTIONS]
         cells_ = [results.get(n) for n in names]
         lines.append(f"| {agg} | " + " | ".join(
-            "-" if c is None else f"{c['final_accuracy']:.3f}" for c in cells_) + " |")
+            "-" if c is None else _accuracy(c) for c in cells_) + " |")
     return "\n".join(lines)
+
+
+def _accuracy(cell: dict[str, Any]) -> str:
+    """Final accuracy; a dagger marks runs with failed rounds (the model stopped moving)."""
+    return f"{cell['final_accuracy']:.3f}" + (" †" if cell.get("failed_rounds") else "")
 
 
 def personal_table(results: dict[str, dict[str, Any]]) -> str:

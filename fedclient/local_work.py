@@ -113,6 +113,8 @@ class LocalWorker:
         set_parameters(model, start_params)
         start = time.perf_counter()
         train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
+        before = (evaluate(model, train, batch_size=256).loss if t.report_initial_loss
+                  else None)  # q-FFL: the pulled model's loss here
         result = train_local(model, train, _train_config(t, seed=self._seed + int(task.round)),
                              hooks=_train_hooks(model, t, start_params, masks))
         local = get_parameters(model)
@@ -123,6 +125,8 @@ class LocalWorker:
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
                    "train_seconds": time.perf_counter() - start}
+        if before is not None:
+            metrics["initial_loss"] = float(before)
         if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding
             delta, fitted = clip_to_norm(delta, t.clip_norm)
             metrics["dp_unclipped"] = float(fitted)

@@ -10,7 +10,10 @@ in every round; with ``sampling_rate`` q the cohort is Poisson-sampled from the 
 (below). The centralized baseline (one client holding the union of the training sets) and the
 benchmarks that sweep pruning settings run here; only the transport differs from a real
 federation, so its accuracy is the federation's (for the same seeds) and its byte counts
-are payload bytes (without gRPC framing, which the real federation adds).
+are payload bytes (without gRPC framing, which the real federation adds). Failures are
+the coordinator's too: a client whose update cannot be encoded (a diverged local model)
+drops out of the round, and a round with no update or whose aggregate the runner refuses
+is recorded as failed with the model unchanged.
 
 **Poisson cohorts** (``sampling_rate=q``): each round every client of the population is
 included independently with probability q, drawn with :class:`secrets.SystemRandom`; a
@@ -40,6 +43,7 @@ import numpy as np
 from fedclient.config import AttackConfig
 from fedclient.local_work import LocalWorker
 from fedclient.payloads import HeldMask, decode_model_payload, encode_update
+from fedcompression import CodecError
 from fedcore.datasets import ClientData
 from fedcore.models import build_model
 from fedcore.params import get_parameters
@@ -49,7 +53,7 @@ from fedserver.downlink import encode_model_payload
 from fedserver.model_state import ModelState
 from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind
-from fedserver.round_runner import RoundRunner
+from fedserver.round_runner import RoundFailed, RoundRunner
 from fedserver.round_state import Assignment
 from fedserver.tasks import TaskFactory
 from fedserver.transforms.evaluation_step import Evaluator
@@ -122,6 +126,7 @@ class Emulation:
         instr, model = open_round.instructions, self.runner.model
         bytes_up = bytes_down = 0
         payloads: dict[bool, bytes] = {}  # the broadcast, encoded once per (with mask?)
+        failed: dict[str, str] = {}  # clients whose update could not be encoded
         for client in cohort:
             task = self._tasks.build(Assignment(
                 PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
@@ -136,16 +141,27 @@ class Emulation:
                                                        held=client.held)
             masks = client.held.masks if task.mask_id else None
             outcome = client.worker.train(task, params, masks)
-            up = encode_update(task, outcome, masks, client_id=client.client_id,
-                               seed=client.worker.seed).SerializeToString()
+            try:
+                up = encode_update(task, outcome, masks, client_id=client.client_id,
+                                   seed=client.worker.seed).SerializeToString()
+            except CodecError as exc:  # e.g. a diverged local model: this client drops out
+                failed[client.client_id] = str(exc)
+                continue
             ticket = PushTicket(client.client_id, task.task_id, round, model.version,
                                 instr.mask_id, instr.masks, outcome.num_examples, b"",
                                 "scores" in instr.side_keys, time.monotonic())
             self.runner.add(open_round, client.client_id, self.runner.decode(open_round, ticket, up),
                             claimed_examples=outcome.num_examples, metrics=outcome.metrics)
             bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)
-        candidate = self.runner.close(open_round)
-        assert candidate is not None  # every cohort client contributed
+        try:
+            candidate = self.runner.close(open_round)
+        except RoundFailed as exc:  # as the coordinator: the model and every state unchanged
+            candidate, failed["round"] = None, str(exc)
+        if candidate is None:
+            return {"round": round, "cohort": len(cohort), "failed": True,
+                    "failed_clients": sorted(failed), "reason": next(iter(failed.values()), ""),
+                    "bytes_up": bytes_up, "bytes_down": bytes_down,
+                    "seconds": time.perf_counter() - start}
         self.runner.commit(candidate)
         losses = [m["train_loss"] for m in open_round.client_metrics.values()]
         pruning = candidate.measurements.get("pruning", {})
@@ -153,7 +169,8 @@ class Emulation:
                 "train_mask_id": instr.mask_id,
                 "mask_id": candidate.model.mask_id, "sparsity": pruning.get("sparsity", 0.0),
                 "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
-                "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,
+                "train_loss": float(np.mean(losses)), "failed_clients": sorted(failed),
+                "bytes_up": bytes_up,
                 "bytes_down": bytes_down, "seconds": time.perf_counter() - start}
 
     def evaluate_clients(self, round: int) -> dict[str, dict[str, float]]:

@@ -33,6 +33,7 @@ class RoundInstructions:
     client_noise_stddev: float = 0.0  # distributed DP: clients add N(0, s^2) after clipping
     personal_layers: tuple[str, ...] = ()  # FedPer: tensors that never leave the clients
     finetune_epochs: int = 0  # FedAvg + FT: fine-tuning epochs before personalized evaluation
+    report_initial_loss: bool = False  # q-FFL: clients report the pulled model's local loss
 
     @property
     def side_keys(self) -> frozenset[str]:

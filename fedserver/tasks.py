@@ -58,4 +58,5 @@ class TaskFactory:
             momentum=t.momentum, weight_decay=t.weight_decay, proximal_mu=instr.proximal_mu,
             compute_scores=instr.compute_scores, score_kind=instr.score_kind,
             score_granularity=instr.score_granularity, clip_norm=instr.clip_norm,
-            noise_stddev=instr.client_noise_stddev, personal_layers=instr.personal_layers)
+            noise_stddev=instr.client_noise_stddev, personal_layers=instr.personal_layers,
+            report_initial_loss=instr.report_initial_loss)
