@@ -14,7 +14,7 @@ most it tolerates among 10 updates). Final server-side test accuracy after R rou
 
 **Personalization.** Clean W1 with a 20% per-client hold-out (``data.val_fraction = 0.2``,
 so each client is scored on data it did not train on): FedAvg, FedAvg + FT (1 epoch),
-FedPer (personal ``head``), FedPer + FT, and q-FFL (q = 1 and 5; fairness by aggregation,
+FedPer (personal ``head``), FedPer + FT, and q-FFL (q = 0.2, and q = 1 with L = 0.5; fairness by aggregation,
 no personal model). After the last round every client evaluates the global model and its
 personalized model on its hold-out; reported: mean, worst client, 10th percentile and
 Jain's index of both.
@@ -62,8 +62,9 @@ PERSONALIZATION = {  # row label -> config overrides
     "fedavg+ft": {"personalization": {"finetune_epochs": 1}},
     "fedper": {"personalization": {"personal_layers": ["head"]}},
     "fedper+ft": {"personalization": {"personal_layers": ["head"], "finetune_epochs": 1}},
-    "q_ffl q=1": {"aggregation": {"preset": "q_ffl"}, "strategy": {"qffl_q": 1.0}},
-    "q_ffl q=5": {"aggregation": {"preset": "q_ffl"}, "strategy": {"qffl_q": 5.0}},
+    "q_ffl q=0.2": {"aggregation": {"preset": "q_ffl"}, "strategy": {"qffl_q": 0.2}},
+    "q_ffl q=1 L=0.5": {"aggregation": {"preset": "q_ffl"},
+                        "strategy": {"qffl_q": 1.0, "qffl_lipschitz": 0.5}},
 }
 
 

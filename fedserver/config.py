@@ -124,10 +124,12 @@ class StrategyConfig:
     beta2: float = 0.99
     tau: float = 1e-3
     qffl_q: float = 1.0  # q_ffl only: fairness exponent q (0 is FedAvg with uniform weights)
+    qffl_lipschitz: float = 0.0  # q_ffl only: L (0: (1 - momentum) / learning_rate)
 
     def __post_init__(self) -> None:
         _check(self.proximal_mu >= 0, "proximal_mu", "must be >= 0")
         _check(0 <= self.qffl_q <= 50, "qffl_q", "must be in [0, 50]")
+        _check(0 <= self.qffl_lipschitz < float("inf"), "qffl_lipschitz", "must be finite and >= 0")
         _check(self.server_learning_rate >= 0, "server_learning_rate", "must be >= 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
         _check(self.tau > 0, "tau", "must be > 0")

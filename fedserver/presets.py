@@ -97,9 +97,11 @@ def _cohort(config: ServerConfig) -> int:
 
 
 def _q_fair_mean(config: ServerConfig) -> Aggregator:
-    """q-FedAvg's step, with L = 1 / the client learning rate (the paper's choice)."""
-    return QFair(WeightedMean(), q=config.strategy.qffl_q,
-                 lipschitz=1.0 / config.training.learning_rate)
+    """q-FedAvg's step. The paper takes L = 1 / the client learning rate for plain SGD; with
+    momentum the effective step is lr / (1 - momentum), hence the default L."""
+    t, s = config.training, config.strategy
+    return QFair(WeightedMean(), q=s.qffl_q,
+                 lipschitz=s.qffl_lipschitz or (1.0 - t.momentum) / t.learning_rate)
 
 
 def _median(config: ServerConfig) -> Aggregator:
