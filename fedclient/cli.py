@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(config.log_level, config.log_format, name=f"fedclient[{config.client_id}]")
     from fedclient.daemon import ClientDaemon
     from fedclient.local_work import LocalWorker
+    from fedclient.personal_layers import PersonalLayers
     from fedcore.datasets import load_client_data
     from fedcore.tls import TlsFileError
 
@@ -42,9 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fedclient: cannot load data: {exc}", file=sys.stderr)
         return 2
     try:
+        personal = PersonalLayers(path=config.personal_state or None)
+    except (ValueError, OSError) as exc:
+        print(f"fedclient: personal_state {config.personal_state!r}: unreadable ({exc})",
+              file=sys.stderr)
+        return 2
+    try:
         daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed,
                                                   allowed_models=config.allowed_models,
-                                                  attack=config.attack))
+                                                  attack=config.attack, personal=personal))
     except TlsFileError as exc:
         print(f"fedclient: {exc}", file=sys.stderr)
         return 2

@@ -45,6 +45,8 @@ class ClientConfig:
     # ``package.module:function`` entry points its operator trusts; a task naming any other
     # is refused before anything is imported (the coordinator cannot make a client run code)
     allowed_models: tuple[str, ...] = ()
+    # personalization: file keeping this client's personal layers across restarts ("": memory)
+    personal_state: str = ""
     data: DataSpec = field(default_factory=DataSpec)
     tls: ClientTls = field(default_factory=ClientTls)
     attack: AttackConfig = field(default_factory=AttackConfig)

@@ -23,6 +23,7 @@ import torch
 
 from fedclient.attack import claimed_examples, poisoned_delta, training_data
 from fedclient.config import AttackConfig
+from fedclient.personal_layers import PersonalLayers
 from fedcompression import group_scores
 from fedcore.datasets import ClientData
 from fedcore.masking import mask_hooks
@@ -58,6 +59,12 @@ def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params
     return hooks
 
 
+def _train_config(t: cpb.TrainInstructions, *, seed: int, epochs: int = 0) -> TrainConfig:
+    return TrainConfig(epochs=epochs or t.local_epochs, batch_size=t.batch_size,
+                       learning_rate=t.learning_rate, momentum=t.momentum,
+                       weight_decay=t.weight_decay, seed=seed)
+
+
 class NonFiniteUpdate(ValueError):
     """Local training produced a non-finite update (diverged); it must not be pushed."""
 
@@ -81,8 +88,10 @@ class LocalWorker:
 
     def __init__(self, data: ClientData, *, seed: int = 0,
                  allowed_models: tuple[str, ...] = (),
-                 attack: AttackConfig | None = None) -> None:
+                 attack: AttackConfig | None = None,
+                 personal: PersonalLayers | None = None) -> None:
         self.data = data
+        self.personal = personal or PersonalLayers()
         self.attack = attack or AttackConfig()  # honest unless an experiment says otherwise
         self._seed = seed
         self._allowed = frozenset(allowed_models)
@@ -104,22 +113,29 @@ class LocalWorker:
 
     def train(self, task: cpb.Task, global_params: Params,
               masks: Mapping[str, np.ndarray] | None) -> TrainOutcome:
+        """Train from the global model (with this client's personal layers substituted) and
+        return the delta of the shared tensors; personal tensors get an exact-zero delta."""
         model = self.model(task.model_name)
-        set_parameters(model, global_params)
         t = task.train
-        config = TrainConfig(epochs=t.local_epochs, batch_size=t.batch_size,
-                             learning_rate=t.learning_rate, momentum=t.momentum,
-                             weight_decay=t.weight_decay, seed=self._seed + int(task.round))
+        personal = list(t.personal_layers)
+        start_params = self.personal.substituted(global_params, personal)
+        set_parameters(model, start_params)
         start = time.perf_counter()
         train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
-        result = train_local(model, train, config,
-                             hooks=_train_hooks(model, t, global_params, masks))
+        before = (evaluate(model, train, batch_size=256).loss if t.report_initial_loss
+                  else None)  # q-FFL: the pulled model's loss here
+        result = train_local(model, train, _train_config(t, seed=self._seed + int(task.round)),
+                             hooks=_train_hooks(model, t, start_params, masks))
         local = get_parameters(model)
-        delta = poisoned_delta(self.attack, {n: (local[n] - global_params[n]).astype(np.float32)
-                                             for n in global_params})
+        self.personal.keep(local, personal)
+        delta = self.personal.shared_delta(
+            {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}, personal)
+        delta = poisoned_delta(self.attack, delta)
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
                    "train_seconds": time.perf_counter() - start}
+        if before is not None:
+            metrics["initial_loss"] = float(before)
         if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding
             delta, fitted = clip_to_norm(delta, t.clip_norm)
             metrics["dp_unclipped"] = float(fitted)
@@ -142,12 +158,24 @@ class LocalWorker:
                 for name in element if name in t.score_granularity}
 
     def evaluate(self, task: cpb.Task, global_params: Params) -> tuple[int, dict[str, float]]:
+        """The global model's loss and accuracy and, when the task asks for it, those of
+        this client's personalized model (personal layers substituted, then fine-tuned)."""
         model = self.model(task.model_name)
-        set_parameters(model, global_params)
         on_train = len(self.data.val) == 0  # no hold-out (val_fraction 0): see module doc
         dataset = self.data.train if on_train else self.data.val
-        result = evaluate(model, dataset, batch_size=task.evaluate.batch_size or 256)
+        batch_size = task.evaluate.batch_size or 256
+        set_parameters(model, global_params)
+        result = evaluate(model, dataset, batch_size=batch_size)
         metrics = {"loss": float(result.loss), "accuracy": float(result.accuracy)}
+        ev = task.evaluate
+        if ev.personal_layers or ev.finetune_epochs:
+            set_parameters(model, self.personal.substituted(global_params, ev.personal_layers))
+            if ev.finetune_epochs:  # a throwaway copy: the next task loads fresh weights
+                train_local(model, self.data.train,
+                            _train_config(task.train, seed=self._seed, epochs=ev.finetune_epochs))
+            mine = evaluate(model, dataset, batch_size=batch_size)
+            metrics.update(personalized_loss=float(mine.loss),
+                           personalized_accuracy=float(mine.accuracy))
         if on_train:
             metrics["evaluated_on_train"] = 1.0
         return result.num_examples, metrics

@@ -10,7 +10,10 @@ in every round; with ``sampling_rate`` q the cohort is Poisson-sampled from the 
 (below). The centralized baseline (one client holding the union of the training sets) and the
 benchmarks that sweep pruning settings run here; only the transport differs from a real
 federation, so its accuracy is the federation's (for the same seeds) and its byte counts
-are payload bytes (without gRPC framing, which the real federation adds).
+are payload bytes (without gRPC framing, which the real federation adds). Failures are
+the coordinator's too: a client whose update cannot be encoded (a diverged local model)
+drops out of the round, an update the runner refuses is left out, and a round with no update or whose aggregate the runner refuses
+is recorded as failed with the model unchanged.
 
 **Poisson cohorts** (``sampling_rate=q``): each round every client of the population is
 included independently with probability q, drawn with :class:`secrets.SystemRandom`; a
@@ -37,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from fedclient.local_work import LocalWorker
+from fedclient.config import AttackConfig
+from fedclient.local_work import LocalWorker, NonFiniteUpdate
 from fedclient.payloads import HeldMask, decode_model_payload, encode_update
+from fedcompression import CodecError
 from fedcore.datasets import ClientData
 from fedcore.models import build_model
 from fedcore.params import get_parameters
@@ -48,12 +53,12 @@ from fedserver.downlink import encode_model_payload
 from fedserver.model_state import ModelState
 from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind
-from fedserver.round_runner import RoundRunner
+from fedserver.round_runner import RoundFailed, RoundRunner
 from fedserver.round_state import Assignment
 from fedserver.tasks import TaskFactory
 from fedserver.transforms.evaluation_step import Evaluator
 from fedserver.transforms.privacy_accounting import PrivacyAccounting
-from fedserver.updates import PushTicket
+from fedserver.updates import InvalidUpdate, PushTicket
 
 RoundFn = Callable[[dict[str, Any]], None]
 RUN_ID = "emulation"
@@ -75,7 +80,8 @@ class Emulation:
 
     def __init__(self, config: ServerConfig, clients: Sequence[ClientData], *,
                  evaluator: Evaluator | None, client_seed: int = 0,
-                 sampling_rate: float | None = None, sampling_seed: int | None = None) -> None:
+                 sampling_rate: float | None = None, sampling_seed: int | None = None,
+                 attacks: Sequence[AttackConfig] | None = None) -> None:
         if not clients:
             raise ValueError("an emulation needs at least one client")
         if sampling_rate is not None and not 0 < sampling_rate <= 1:
@@ -93,7 +99,11 @@ class Emulation:
                 if isinstance(transform, PrivacyAccounting):
                     transform.accountant.q = float(sampling_rate)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
-        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed), HeldMask())
+        if attacks is not None and len(attacks) != len(clients):
+            raise ValueError(f"attacks: one per client ({len(clients)}), got {len(attacks)}")
+        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed,
+                                                            attack=attacks[i] if attacks else None),
+                                 HeldMask())
                          for i, data in enumerate(clients)]
         self._tasks = TaskFactory(config, run_id=RUN_ID, clock=time.monotonic)
         self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
@@ -116,6 +126,7 @@ class Emulation:
         instr, model = open_round.instructions, self.runner.model
         bytes_up = bytes_down = 0
         payloads: dict[bool, bytes] = {}  # the broadcast, encoded once per (with mask?)
+        failed: dict[str, str] = {}  # clients whose update could not be encoded
         for client in cohort:
             task = self._tasks.build(Assignment(
                 PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
@@ -129,17 +140,32 @@ class Emulation:
             params, client.held = decode_model_payload(down, task, shapes=shapes,
                                                        held=client.held)
             masks = client.held.masks if task.mask_id else None
-            outcome = client.worker.train(task, params, masks)
-            up = encode_update(task, outcome, masks, client_id=client.client_id,
-                               seed=client.worker.seed).SerializeToString()
+            try:
+                outcome = client.worker.train(task, params, masks)
+                up = encode_update(task, outcome, masks, client_id=client.client_id,
+                                   seed=client.worker.seed).SerializeToString()
+            except (NonFiniteUpdate, CodecError) as exc:  # a diverged local model: drops out
+                failed[client.client_id] = str(exc)
+                continue
             ticket = PushTicket(client.client_id, task.task_id, round, model.version,
                                 instr.mask_id, instr.masks, outcome.num_examples, b"",
                                 "scores" in instr.side_keys, time.monotonic())
-            self.runner.add(open_round, client.client_id, self.runner.decode(open_round, ticket, up),
-                            claimed_examples=outcome.num_examples, metrics=outcome.metrics)
             bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)
-        candidate = self.runner.close(open_round)
-        assert candidate is not None  # every cohort client contributed
+            try:  # refused as the coordinator refuses a push (e.g. one that would overflow)
+                self.runner.add(open_round, client.client_id,
+                                self.runner.decode(open_round, ticket, up),
+                                claimed_examples=outcome.num_examples, metrics=outcome.metrics)
+            except InvalidUpdate as exc:
+                failed[client.client_id] = str(exc)
+        try:
+            candidate = self.runner.close(open_round)
+        except RoundFailed as exc:  # as the coordinator: the model and every state unchanged
+            candidate, failed["round"] = None, str(exc)
+        if candidate is None:
+            return {"round": round, "cohort": len(cohort), "failed": True,
+                    "failed_clients": sorted(failed), "reason": next(iter(failed.values()), ""),
+                    "bytes_up": bytes_up, "bytes_down": bytes_down,
+                    "seconds": time.perf_counter() - start}
         self.runner.commit(candidate)
         losses = [m["train_loss"] for m in open_round.client_metrics.values()]
         pruning = candidate.measurements.get("pruning", {})
@@ -147,8 +173,25 @@ class Emulation:
                 "train_mask_id": instr.mask_id,
                 "mask_id": candidate.model.mask_id, "sparsity": pruning.get("sparsity", 0.0),
                 "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
-                "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,
+                "train_loss": float(np.mean(losses)), "failed_clients": sorted(failed),
+                "bytes_up": bytes_up,
                 "bytes_down": bytes_down, "seconds": time.perf_counter() - start}
+
+    def evaluate_clients(self, round: int) -> dict[str, dict[str, float]]:
+        """Federated evaluation of the current model by every client (as an EVALUATE task of
+        ``round``): each client's metrics, incl. its personalized accuracy when configured."""
+        open_round = self.runner.open(round, reference_examples=self._reference)
+        instr, model = open_round.instructions, self.runner.model
+        payload = encode_model_payload(model, instr, wire=self.config.wire, include_mask=True)
+        out = {}
+        for client in self._clients:
+            task = self._tasks.build(Assignment(
+                PhaseKind.EVALUATE, f"{RUN_ID}/r{round}/evaluate/{client.client_id}", round,
+                model.version, model.mask_id, time.monotonic() + 3600.0), instr)
+            params, _ = decode_model_payload(payload, task, shapes=client.worker.shapes(
+                task.model_name), held=HeldMask())
+            out[client.client_id] = client.worker.evaluate(task, params)[1]
+        return out
 
     def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
         """Up to ``rounds`` rounds; stops early when the program refuses a round (budget)."""

@@ -1,11 +1,15 @@
-"""The run report as a picture: accuracy and cumulative bytes per round, and the privacy
-spent (epsilon per round) when the run is differentially private."""
+"""The run report as a picture: accuracy and cumulative bytes per round, the privacy spent
+(epsilon per round) when the run is differentially private, and the distribution of client
+accuracies over rounds (each client a dot, the median and 10th percentile as lines; the
+personalized models beside the global one) when clients evaluated the model."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
+
+from fedserver.fairness import KEY, PERSONALIZED_KEY, client_accuracies
 
 
 def plot_report(report: dict[str, Any], out: Path) -> Path:
@@ -26,7 +30,9 @@ def plot_report(report: dict[str, Any], out: Path) -> Path:
             down.append(total_down / 1e6)
     epsilon = [r["metrics"].get("epsilon") for r in rounds]
     private = any(e is not None for e in epsilon)
-    fig, axes = plt.subplots(1, 3 if private else 2, figsize=(16 if private else 11, 4))
+    per_client = any(client_accuracies(r) for r in rounds)
+    panels = 2 + private + per_client
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
     ax1, ax2 = axes[0], axes[1]
     ax1.plot(xs, acc, marker="o", ms=3)
     ax1.set(xlabel="round", ylabel="test accuracy", title="Global model accuracy", ylim=(0, 1))
@@ -42,6 +48,8 @@ def plot_report(report: dict[str, Any], out: Path) -> Path:
         axes[2].set(xlabel="round", ylabel=f"epsilon at delta {delta:g}",
                     title="Privacy spent (user-level DP)")
         axes[2].grid(alpha=0.3)
+    if per_client:
+        _plot_client_distribution(axes[-1], rounds)
     final = report["totals"].get("final_accuracy")
     fig.suptitle(f"fedprune run {report.get('run_id', '')}: final accuracy "
                  f"{final:.3f}" if final is not None else "fedprune run")
@@ -49,6 +57,28 @@ def plot_report(report: dict[str, Any], out: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _plot_client_distribution(ax: Any, rounds: list[dict[str, Any]]) -> None:
+    """Per-client federated accuracy per evaluated round: who the model serves badly."""
+    import numpy as np
+
+    for key, label, color, shift in ((KEY, "global model", "tab:blue", -0.15),
+                                     (PERSONALIZED_KEY, "personalized", "tab:orange", 0.15)):
+        points = [(r["round"], list(client_accuracies(r, key).values())) for r in rounds]
+        points = [(x, a) for x, a in points if a]
+        if not points:
+            continue
+        for x, accs in points:
+            ax.scatter([x + shift] * len(accs), accs, s=8, color=color, alpha=0.4)
+        xs = [x for x, _ in points]
+        ax.plot(xs, [float(np.median(a)) for _, a in points], color=color, label=f"{label}: median")
+        ax.plot(xs, [float(np.percentile(a, 10)) for _, a in points], color=color, ls="--",
+                label=f"{label}: 10th percentile")
+    ax.set(xlabel="round", ylabel="client accuracy (federated evaluation)",
+           title="Accuracy per client", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def plot_report_file(report_path: Path, out: Path | None = None) -> Path:

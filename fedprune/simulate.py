@@ -71,7 +71,8 @@ def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientCo
     return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
                          data=DataSpec(source=spec.data_source, partition=i,
                                        num_partitions=spec.clients, alpha=spec.alpha),
-                         attack=spec.attack if i < adversarial else AttackConfig())
+                         attack=spec.attack if i < adversarial else AttackConfig(),
+                         personal_state=str(spec.out / "clients" / f"client-{i}.personal.npz"))
             for i in range(spec.clients)]
 
 

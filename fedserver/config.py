@@ -128,9 +128,13 @@ class StrategyConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     tau: float = 1e-3
+    qffl_q: float = 1.0  # q_ffl only: fairness exponent q (0 is FedAvg with uniform weights)
+    qffl_lipschitz: float = 0.0  # q_ffl only: L (0: (1 - momentum) / learning_rate)
 
     def __post_init__(self) -> None:
         _check(self.proximal_mu >= 0, "proximal_mu", "must be >= 0")
+        _check(0 <= self.qffl_q <= 50, "qffl_q", "must be in [0, 50]")
+        _check(0 <= self.qffl_lipschitz < float("inf"), "qffl_lipschitz", "must be finite and >= 0")
         _check(self.server_learning_rate >= 0, "server_learning_rate", "must be >= 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
         _check(self.tau > 0, "tau", "must be > 0")
@@ -307,6 +311,29 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class PersonalizationConfig:
+    """``[personalization]``: models that serve each client's own data (docs/robustness.md).
+
+    ``personal_layers`` (FedPer): tensor names, or ``"head"`` for the model's last layer,
+    that never leave the clients; each client trains and keeps its own copy. ``finetune_epochs``
+    (FedAvg + FT): at federated evaluation each client also reports the accuracy of the
+    global model fine-tuned for this many epochs on its own training split. Either one makes
+    federated evaluation report a personalized accuracy per client next to the global one."""
+
+    personal_layers: tuple[str, ...] = ()
+    finetune_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "personal_layers", tuple(str(n) for n in self.personal_layers))
+        _check(all(self.personal_layers), "personal_layers", "names must not be empty")
+        _check(0 <= self.finetune_epochs <= 100, "finetune_epochs", "must be in 0..100")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.personal_layers) or self.finetune_epochs > 0
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     state_dir: str = "fedprune-state"
     log_level: str = "INFO"
@@ -322,6 +349,7 @@ class ServerConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
+    personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
 
     def __post_init__(self) -> None:
         _check(self.log_format in ("text", "json"), "log_format", "must be text or json")

@@ -3,7 +3,9 @@
 From a round's ``client_metrics[c]["federated_accuracy"]`` (recorded on the round whose
 model was evaluated): min, 10th percentile, median, max, standard deviation (population)
 and Jain's index ``(sum a)^2 / (n * sum a^2)`` (1: every client equally served, 1/n: one
-client served). The mean alone hides a client the model fails.
+client served). The mean alone hides a client the model fails. With personalization
+(docs/robustness.md) the same statistics of ``federated_personalized_accuracy`` (each
+client's accuracy with its personalized model) go under ``fairness_personalized``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from typing import Any
 import numpy as np
 
 KEY = "federated_accuracy"
+PERSONALIZED_KEY = "federated_personalized_accuracy"
+# report field -> the per-client metric it summarizes
+SUMMARIES = {"fairness": KEY, "fairness_personalized": PERSONALIZED_KEY}
 
 
-def client_accuracies(record: Mapping[str, Any]) -> dict[str, float]:
-    return {c: float(m[KEY]) for c, m in record.get("client_metrics", {}).items() if KEY in m}
+def client_accuracies(record: Mapping[str, Any], key: str = KEY) -> dict[str, float]:
+    return {c: float(m[key]) for c, m in record.get("client_metrics", {}).items() if key in m}
 
 
 def fairness_stats(accuracies: Sequence[float]) -> dict[str, float] | None:
@@ -34,26 +39,35 @@ def fairness_stats(accuracies: Sequence[float]) -> dict[str, float] | None:
 
 def with_fairness(report: dict[str, Any]) -> dict[str, Any]:
     """``report`` with ``rounds[i]["fairness"]`` for each federated-evaluated round and
-    ``totals["fairness"]`` for the last of them (None without federated evaluation)."""
-    last = None
-    for record in report["rounds"]:
-        stats = fairness_stats(list(client_accuracies(record).values()))
-        if stats is not None:
-            record["fairness"], last = stats, stats
-    report["totals"]["fairness"] = last
+    ``totals["fairness"]`` for the last of them (None without federated evaluation), and
+    likewise ``fairness_personalized`` (present only with personalization)."""
+    for field, key in SUMMARIES.items():
+        last = None
+        for record in report["rounds"]:
+            stats = fairness_stats(list(client_accuracies(record, key).values()))
+            if stats is not None:
+                record[field], last = stats, stats
+        if last is not None or field == "fairness":
+            report["totals"][field] = last
     return report
 
 
 def worst_clients_lines(report: Mapping[str, Any], *, count: int = 3) -> list[str]:
     """What ``fedprune report`` prints: the last evaluated round's ``count`` worst clients."""
     for record in reversed(report.get("rounds", [])):
-        accuracies = client_accuracies(record)
-        if accuracies:
-            worst = sorted(accuracies.items(), key=lambda kv: (kv[1], kv[0]))[:count]
-            stats = fairness_stats(list(accuracies.values()))
-            assert stats is not None
-            return [f"round {record['round']} federated accuracy: min {stats['min']:.4f} "
-                    f"p10 {stats['p10']:.4f} median {stats['median']:.4f} jain "
-                    f"{stats['jain']:.4f}; worst clients: "
-                    + ", ".join(f"{c} {a:.4f}" for c, a in worst)]
+        if client_accuracies(record):
+            return [line for label, key in (("federated accuracy", KEY),
+                                            ("personalized accuracy", PERSONALIZED_KEY))
+                    if (line := _worst_line(record, label, key, count)) is not None]
     return ["no federated evaluation: no per-client accuracies"]
+
+
+def _worst_line(record: Mapping[str, Any], label: str, key: str, count: int) -> str | None:
+    accuracies = client_accuracies(record, key)
+    stats = fairness_stats(list(accuracies.values()))
+    if stats is None:
+        return None
+    worst = sorted(accuracies.items(), key=lambda kv: (kv[1], kv[0]))[:count]
+    return (f"round {record['round']} {label}: min {stats['min']:.4f} p10 {stats['p10']:.4f} "
+            f"median {stats['median']:.4f} jain {stats['jain']:.4f}; worst clients: "
+            + ", ".join(f"{c} {a:.4f}" for c, a in worst))

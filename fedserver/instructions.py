@@ -31,6 +31,9 @@ class RoundInstructions:
     score_granularity: dict[str, str] = field(default_factory=dict)
     clip_norm: float = 0.0  # DP: clients clip their delta to this L2 norm (0: no clipping)
     client_noise_stddev: float = 0.0  # distributed DP: clients add N(0, s^2) after clipping
+    personal_layers: tuple[str, ...] = ()  # FedPer: tensors that never leave the clients
+    finetune_epochs: int = 0  # FedAvg + FT: fine-tuning epochs before personalized evaluation
+    report_initial_loss: bool = False  # q-FFL: clients report the pulled model's local loss
 
     @property
     def side_keys(self) -> frozenset[str]:

@@ -5,7 +5,8 @@
 first), and which client-objective transforms run. :func:`build_program` adds the
 transforms every program shares, in the fixed order
 
-    optimizer step -> client objective -> pruning step -> server evaluation -> accounting
+    optimizer step -> client objective -> pruning step -> personalization -> server
+    evaluation -> accounting
 
 | preset        | aggregator                              | optimizer (lr) | clients told        |
 |---------------|-----------------------------------------|----------------|---------------------|
@@ -19,6 +20,7 @@ transforms every program shares, in the fixed order
 | robust_krum   | MultiKrum(f 1, m n - f) (buffered)      | SGD (1.0)      | -                   |
 | dp_fedavg     | FixedDenominatorMean(DPSum) (central)   | SGD (1.0)      | clip_norm           |
 |               | or (DistributedDPSum) (distributed)     |                | clip_norm, noise    |
+| q_ffl         | QFair(WeightedMean, q, L = 1 / lr)      | SGD (1.0)      | report initial_loss |
 
 ``dp_fedavg`` also appends the privacy-accounting transform. The buffered (robust_median,
 robust_trimmed_mean, robust_krum) presets hold up to one update per cohort member
@@ -51,15 +53,17 @@ from fedserver.aggregators.krum import MultiKrum
 from fedserver.aggregators.mean import FixedDenominatorMean, WeightedMean
 from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
+from fedserver.aggregators.q_fair import QFair
 from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import Weighting
 from fedserver.privacy.accountant import PrivacyAccountant
 from fedserver.round_program import RoundProgram
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
 from fedserver.transforms.base import ModelTransform
-from fedserver.transforms.client_objective import ProximalObjective
+from fedserver.transforms.client_objective import InitialLossReport, ProximalObjective
 from fedserver.transforms.evaluation_step import EvaluationStep, Evaluator
 from fedserver.transforms.optimizer_step import OptimizerStep
+from fedserver.transforms.personalization import Personalization
 from fedserver.transforms.privacy_accounting import PrivacyAccounting
 from fedserver.transforms.pruning_step import PruningStep
 
@@ -90,6 +94,14 @@ def _cohort(config: ServerConfig) -> int:
     """The most updates one round can bring: every selected client (over-selection too)."""
     r = config.round
     return math.ceil(r.clients_per_round * (1 + r.over_selection))
+
+
+def _q_fair_mean(config: ServerConfig) -> Aggregator:
+    """q-FedAvg's step. The paper takes L = 1 / the client learning rate for plain SGD; with
+    momentum the effective step is lr / (1 - momentum), hence the default L."""
+    t, s = config.training, config.strategy
+    return QFair(WeightedMean(), q=s.qffl_q,
+                 lipschitz=s.qffl_lipschitz or (1.0 - t.momentum) / t.learning_rate)
 
 
 def _median(config: ServerConfig) -> Aggregator:
@@ -181,6 +193,10 @@ def _proximal(s: StrategyConfig) -> tuple[ModelTransform, ...]:
     return (ProximalObjective(mu=s.proximal_mu),)
 
 
+def _initial_loss(s: StrategyConfig) -> tuple[ModelTransform, ...]:
+    return (InitialLossReport(),)
+
+
 @dataclass(frozen=True)
 class Preset:
     optimizer: Callable[[StrategyConfig], ServerOptimizer]
@@ -200,6 +216,7 @@ PRESETS: Mapping[str, Preset] = {
     "robust_trimmed_mean": Preset(_sgd, aggregator=_trimmed_mean),
     "robust_krum": Preset(_sgd, aggregator=_krum),
     "dp_fedavg": Preset(_sgd, aggregator=_dp_mean, accounting=_accounting),
+    "q_ffl": Preset(_sgd, aggregator=_q_fair_mean, client_objective=_initial_loss),
 }
 
 
@@ -245,6 +262,13 @@ RULES: tuple[Rule, ...] = (
          lambda c: c.aggregation.preset == "robust_krum"
          and c.round.clients_per_round <= 2 * c.aggregation.krum.f + 2,
          "Krum tolerates f adversarial clients only among n > 2f + 2 updates"),
+    Rule(("personalization.finetune_epochs", "round.federated_eval_every"),
+         lambda c: c.personalization.finetune_epochs > 0 and c.round.federated_eval_every == 0,
+         "fine-tuned models exist only in federated evaluation: set federated_eval_every > 0"),
+    Rule(("personalization.personal_layers", "round.federated_eval_every"),
+         lambda c: bool(c.personalization.personal_layers) and c.round.federated_eval_every == 0,
+         "the global model has no trained personal layers, so only federated evaluation "
+         "(each client with its own layers) measures it: set federated_eval_every > 0"),
 )
 
 
@@ -267,6 +291,10 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
     controller = build_controller(config.pruning, initial)
     if controller is not None:
         transforms.append(PruningStep(controller))
+    if config.personalization.enabled:
+        transforms.append(Personalization(
+            personal_layers=config.personalization.personal_layers,
+            finetune_epochs=config.personalization.finetune_epochs, initial=initial))
     if evaluator is not None:
         transforms.append(EvaluationStep(evaluator, label=config.evaluation.test_set))
     transforms += preset.accounting(config)

@@ -45,6 +45,10 @@ class TaskFactory:
             task.update_encoding.CopyFrom(instr.encoding.to_proto())
         else:
             task.evaluate.batch_size = self._config.evaluation.batch_size
+            task.evaluate.personal_layers.extend(instr.personal_layers)
+            task.evaluate.finetune_epochs = instr.finetune_epochs
+            if instr.finetune_epochs:  # the fine-tuning recipe is the training recipe
+                task.train.CopyFrom(self._train_instructions(instr))
         return task
 
     def _train_instructions(self, instr: RoundInstructions) -> cpb.TrainInstructions:
@@ -54,4 +58,5 @@ class TaskFactory:
             momentum=t.momentum, weight_decay=t.weight_decay, proximal_mu=instr.proximal_mu,
             compute_scores=instr.compute_scores, score_kind=instr.score_kind,
             score_granularity=instr.score_granularity, clip_norm=instr.clip_norm,
-            noise_stddev=instr.client_noise_stddev)
+            noise_stddev=instr.client_noise_stddev, personal_layers=instr.personal_layers,
+            report_initial_loss=instr.report_initial_loss)

@@ -3,7 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -80,7 +80,7 @@ class Encoding(_message.Message):
     def __init__(self, values: _Optional[_Union[ValueCodec, str]] = ..., clusters: _Optional[int] = ..., zstd: _Optional[bool] = ...) -> None: ...
 
 class TrainInstructions(_message.Message):
-    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev")
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev", "personal_layers", "report_initial_loss")
     class ScoreGranularityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,8 @@ class TrainInstructions(_message.Message):
     SCORE_GRANULARITY_FIELD_NUMBER: _ClassVar[int]
     CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
     NOISE_STDDEV_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_INITIAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     local_epochs: int
     batch_size: int
     learning_rate: float
@@ -110,13 +112,19 @@ class TrainInstructions(_message.Message):
     score_granularity: _containers.ScalarMap[str, str]
     clip_norm: float
     noise_stddev: float
-    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ...) -> None: ...
+    personal_layers: _containers.RepeatedScalarFieldContainer[str]
+    report_initial_loss: bool
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ..., personal_layers: _Optional[_Iterable[str]] = ..., report_initial_loss: _Optional[bool] = ...) -> None: ...
 
 class EvaluateInstructions(_message.Message):
-    __slots__ = ("batch_size",)
+    __slots__ = ("batch_size", "finetune_epochs", "personal_layers")
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FINETUNE_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_LAYERS_FIELD_NUMBER: _ClassVar[int]
     batch_size: int
-    def __init__(self, batch_size: _Optional[int] = ...) -> None: ...
+    finetune_epochs: int
+    personal_layers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, batch_size: _Optional[int] = ..., finetune_epochs: _Optional[int] = ..., personal_layers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("kind", "task_id", "run_id", "round", "model_version", "mask_id", "retry_after_ms", "deadline_unix_ms", "model_name", "train", "evaluate", "update_encoding", "step")
