@@ -12,8 +12,8 @@ benchmarks that sweep pruning settings run here; only the transport differs from
 federation, so its accuracy is the federation's (for the same seeds) and its byte counts
 are payload bytes (without gRPC framing, which the real federation adds). Failures are
 the coordinator's too: a client whose update cannot be encoded (a diverged local model)
-drops out of the round, an update the runner refuses is left out, and a round with no update or whose aggregate the runner refuses
-is recorded as failed with the model unchanged.
+drops out of the round, an update the runner refuses is left out, and a round with no
+update or whose aggregate the runner refuses is recorded as failed with the model unchanged.
 
 **Poisson cohorts** (``sampling_rate=q``): each round every client of the population is
 included independently with probability q, drawn with :class:`secrets.SystemRandom`; a
