@@ -1,8 +1,9 @@
 """In-process federation: the coordinator's round runner driving the clients' own code.
 
 No gRPC, no threads, no processes, but the same bytes: each round the model is encoded by
-:func:`fedserver.downlink.encode_model_payload`, decoded by the client's
-:func:`fedclient.payloads.decode_model_payload`, trained by
+the coordinator's :class:`fedserver.broadcast.Broadcast` for what each client holds,
+obtained by the client's :func:`fedclient.model_source.obtain_model` (inline payload,
+held model, seeded initialisation or pull), trained by
 :class:`fedclient.local_work.LocalWorker` from the very ``Task`` the coordinator's task
 factory builds, encoded by :func:`fedclient.payloads.encode_update`, and decoded and folded
 by the shared :class:`fedserver.round_runner.RoundRunner`. By default every client takes part
@@ -38,13 +39,15 @@ from typing import Any
 import numpy as np
 
 from fedclient.local_work import LocalWorker
-from fedclient.payloads import HeldMask, decode_model_payload, encode_update
+from fedclient.model_source import obtain_model
+from fedclient.payloads import HeldState, encode_update
 from fedcore.datasets import ClientData
 from fedcore.models import build_model
 from fedcore.params import get_parameters
 from fedserver.aggregators.weighting import reference_examples
+from fedserver.broadcast import Broadcast, Held, seeded_init
 from fedserver.config import ServerConfig
-from fedserver.downlink import encode_model_payload
+from fedserver.instructions import RoundInstructions
 from fedserver.model_state import ModelState
 from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind
@@ -63,7 +66,7 @@ RUN_ID = "emulation"
 class _Client:
     client_id: str
     worker: LocalWorker
-    held: HeldMask
+    held: HeldState
 
 
 class Emulation:
@@ -93,7 +96,9 @@ class Emulation:
                 if isinstance(transform, PrivacyAccounting):
                     transform.accountant.q = float(sampling_rate)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
-        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed), HeldMask())
+        self._broadcast = Broadcast(wire=config.wire, init=seeded_init(config, initial),
+                                    inline_bytes=config.network.inline_payload_bytes)
+        self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed), HeldState())
                          for i, data in enumerate(clients)]
         self._tasks = TaskFactory(config, run_id=RUN_ID, clock=time.monotonic)
         self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
@@ -115,19 +120,16 @@ class Emulation:
         open_round = self.runner.open(round, reference_examples=self._reference)
         instr, model = open_round.instructions, self.runner.model
         bytes_up = bytes_down = 0
-        payloads: dict[bool, bytes] = {}  # the broadcast, encoded once per (with mask?)
         for client in cohort:
             task = self._tasks.build(Assignment(
                 PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
                 model.version, instr.mask_id, time.monotonic() + 3600.0), instr)
-            with_mask = client.held.mask_id != instr.mask_id
-            if with_mask not in payloads:
-                payloads[with_mask] = encode_model_payload(model, instr, wire=self.config.wire,
-                                                           include_mask=with_mask)
-            down = payloads[with_mask]
+            task.MergeFrom(self._broadcast.task_fields(model, instr, _declared(client.held)))
+            pulled: list[int] = []
             shapes = client.worker.shapes(task.model_name)
-            params, client.held = decode_model_payload(down, task, shapes=shapes,
-                                                       held=client.held)
+            params, client.held = obtain_model(task, client.held, shapes=shapes,
+                                               pull=self._pull_for(model, instr, pulled))
+            down = task.model_payload.ByteSize() + sum(pulled)
             masks = client.held.masks if task.mask_id else None
             outcome = client.worker.train(task, params, masks)
             up = encode_update(task, outcome, masks, client_id=client.client_id,
@@ -137,7 +139,7 @@ class Emulation:
                                 "scores" in instr.side_keys, time.monotonic())
             self.runner.add(open_round, client.client_id, self.runner.decode(open_round, ticket, up),
                             claimed_examples=outcome.num_examples, metrics=outcome.metrics)
-            bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)
+            bytes_up, bytes_down = bytes_up + len(up), bytes_down + down
         candidate = self.runner.close(open_round)
         assert candidate is not None  # every cohort client contributed
         self.runner.commit(candidate)
@@ -149,6 +151,15 @@ class Emulation:
                 "kept_fraction": _kept_fraction(candidate.model), **candidate.metrics,
                 "train_loss": float(np.mean(losses)), "bytes_up": bytes_up,
                 "bytes_down": bytes_down, "seconds": time.perf_counter() - start}
+
+    def _pull_for(self, model: ModelState, instr: RoundInstructions,
+                  sizes: list[int]) -> Callable[[HeldState], bytes]:
+        """A PullModel by function call; the size of every payload is appended to sizes."""
+        def pull(held: HeldState) -> bytes:
+            payload = self._broadcast.payload(model, instr, _declared(held))
+            sizes.append(len(payload))
+            return payload
+        return pull
 
     def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
         """Up to ``rounds`` rounds; stops early when the program refuses a round (budget)."""
@@ -168,6 +179,11 @@ class Emulation:
                 return {"epsilon": transform.accountant.epsilon(),
                         "delta": transform.accountant.delta}
         return {}
+
+
+def _declared(held: HeldState) -> Held:
+    return Held(mask_id=held.mask_id, model_version=held.model_version,
+                model_digest=held.model_digest)
 
 
 def _kept_fraction(model: ModelState) -> float:
