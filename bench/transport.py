@@ -1,4 +1,4 @@
-"""W1 bytes on the wire, per category, behind a byte-counting relay (``bench/wiretap.py``).
+"""W1 bytes on the wire, per category, behind a byte-counting relay (``fedprune/wiretap.py``).
 
 Workload W1 ``digits-mlp`` (docs/workloads.md): the real coordinator and N client daemons,
 each its own OS process, real gRPC over loopback, started by
@@ -34,10 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from wiretap import WireTap, analyse, table  # noqa: E402
-
 from fedcore import config as config_io  # noqa: E402
 from fedprune.simulate import SimulationSpec, run_simulation  # noqa: E402
+from fedprune.wiretap import WireTap, analyse, table  # noqa: E402
 from fedserver.config import ServerConfig  # noqa: E402
 
 

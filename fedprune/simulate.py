@@ -55,7 +55,7 @@ class SimulationSpec:
     attack: AttackConfig = field(default_factory=AttackConfig)  # for the first clients only
     attack_fraction: float = 0.0  # ceil(fraction * clients) adversarial clients
     # Given the coordinator's port, the port clients dial instead (e.g. a byte-counting
-    # relay in front of the coordinator, bench/wiretap.py); None: the coordinator's own.
+    # relay in front of the coordinator, fedprune.wiretap); None: the coordinator's own.
     relay: Callable[[int], int] | None = None
 
 

@@ -26,7 +26,8 @@ directions of every connection, and after the run parses them:
     that is not DATA or HEADERS (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, GOAWAY) and
     the 24-byte connection preface.
 
-The categories add up exactly to the bytes that crossed the relay (checked).
+The categories add up exactly to the bytes that crossed the relay (checked). Needs the
+``hpack`` package (extra ``bench``); used by ``bench/transport.py`` and the tests.
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ class WireTap:
     def __init__(self, target_port: int, *, host: str = "127.0.0.1") -> None:
         self._target = (host, target_port)
         self._server = socket.create_server((host, 0))
+        self._server.settimeout(0.2)  # the accept loop checks for close() this often
         self.port = self._server.getsockname()[1]
         self._lock = threading.Lock()
         self.connections: list[tuple[bytearray, bytearray]] = []  # (client->server, back)
         self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
         self._stopping = False
         self._accept = threading.Thread(target=self._accept_loop, daemon=True)
         self._accept.start()
@@ -62,20 +65,37 @@ class WireTap:
         while not self._stopping:
             try:
                 client, _ = self._server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            client.settimeout(None)
             upstream = socket.create_connection(self._target)
             up, down = bytearray(), bytearray()
             with self._lock:
                 self.connections.append((up, down))
+                self._sockets += [client, upstream]
             for src, dst, buf in ((client, upstream, up), (upstream, client, down)):
                 t = threading.Thread(target=_pump, args=(src, dst, buf), daemon=True)
                 t.start()
                 self._threads.append(t)
 
     def close(self) -> None:
+        """Stop accepting, close every relayed connection and wait for the pumps."""
         self._stopping = True
+        self._accept.join(timeout=5)
         self._server.close()
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in threads:
+            t.join(timeout=5)
+        for s in sockets:
+            s.close()
 
 
 def _pump(src: socket.socket, dst: socket.socket, buf: bytearray) -> None:
