@@ -27,11 +27,11 @@ from fedprune.run_presets import RUN_PRESETS  # noqa: E402
 from fedserver.config import ServerConfig  # noqa: E402
 
 VARIANTS = {
-    "full-int4": (),
-    "delta-int4": ("wire.downlink_delta=true",),
-    "delta-clustered4": ("wire.downlink_delta=true", "wire.downlink=clustered",
-                         "wire.clusters=4"),
-    "full-clustered4": ("wire.downlink=clustered", "wire.clusters=4"),
+    "compact": (),
+    "full-clustered4": ("wire.downlink_delta=false",),
+    "delta-int4": ("wire.downlink=int4",),
+    "full-int4": ("wire.downlink=int4", "wire.downlink_delta=false"),
+    "delta-int8": ("wire.downlink=int8",),
 }
 
 

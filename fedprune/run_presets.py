@@ -7,8 +7,9 @@ a few MB instead of the ~204 MB of dense float32 FedAvg (docs/benchmarks.md meas
 ``fedavg-dense`` is the dense baseline (the coordinator's own defaults: FedAvg, float32
 values, zstd framing).
 
-* ``compact``: FedAvg + server-mask unstructured pruning, cubic schedule from 52% to 80%
-  sparsity over rounds 1-28 (a new mask every 3 rounds), int4 values both ways, zstd;
+* ``compact``: FedAvg + server-mask unstructured pruning, cubic schedule from 49% to 75%
+  sparsity over rounds 1-28 (a new mask every 3 rounds); updates in int4; the downlink as
+  deltas against the previous broadcast model, clustered to k = 4 (2-bit indices); zstd;
 * ``fedavg-dense``: FedAvg, dense float32 both ways, zstd (the coordinator defaults).
 """
 
@@ -27,13 +28,15 @@ class RunPreset:
 COMPACT = (
     "pruning.enabled=true", "pruning.scheme=server-mask", "pruning.granularity=unstructured",
     "pruning.schedule=cubic", "pruning.start_round=1", "pruning.end_round=28",
-    "pruning.prune_every=3", "pruning.refine_rounds=0", "pruning.initial_sparsity=0.52",
-    "pruning.target_sparsity=0.8",
-    "wire.uplink=int4", "wire.downlink=int4", "wire.zstd=true",
+    "pruning.prune_every=3", "pruning.refine_rounds=0", "pruning.initial_sparsity=0.49",
+    "pruning.target_sparsity=0.75",
+    "wire.uplink=int4", "wire.downlink=clustered", "wire.clusters=4", "wire.downlink_delta=true",
+    "wire.zstd=true",
 )
 
 RUN_PRESETS: Mapping[str, RunPreset] = {
-    "compact": RunPreset("FedAvg, 80% pruned (cubic, rounds 1-28), int4 both ways", COMPACT),
+    "compact": RunPreset("FedAvg, 75% pruned (cubic, rounds 1-28), int4 updates, 2-bit "
+                         "clustered model deltas down", COMPACT),
     "fedavg-dense": RunPreset("FedAvg, dense float32 both ways (coordinator defaults)", ()),
 }
 DEFAULT_PRESET = "compact"

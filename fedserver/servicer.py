@@ -40,23 +40,24 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def Round(self, request: cpb.RoundRequest, context: grpc.ServicerContext) -> cpb.Task:
         with abort_on_error(context):
             client = self._client(context)
+            held = _held(request)  # validated before a task is assigned
             context.add_callback(self._coord.wake)
             decision, instructions = self._coord.check_in(
                 client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000,
                 is_active=context.is_active)
             task = self._tasks.build(decision, instructions)
             if isinstance(decision, Assignment):
-                self._add_model_fields(client, task, request)
+                self._add_model_fields(client, task, held)
             rnd = decision.round if isinstance(decision, Assignment) else self._coord.current_round()
             self._coord.add_bytes(rnd, up=request.ByteSize(), down=task.ByteSize())
             return task
         raise AssertionError("unreachable")  # abort raises
 
-    def _add_model_fields(self, client: str, task: cpb.Task, request: cpb.RoundRequest) -> None:
+    def _add_model_fields(self, client: str, task: cpb.Task, held: Held) -> None:
         """Digest, seeded initialisation and inline payload of an assigned task. A round that
         closed meanwhile leaves the task as it is (its PullModel then gets NOT_FOUND)."""
         try:
-            task.MergeFrom(self._coord.task_model(client, task.task_id, _held(request)))
+            task.MergeFrom(self._coord.task_model(client, task.task_id, held))
         except LookupError:
             pass
 

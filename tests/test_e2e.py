@@ -27,7 +27,11 @@ def test_simulation_trains_and_writes_report(tmp_path: Path) -> None:
     assert acc[-1] > acc[0] and acc[-1] > 0.6, acc
     for r in rounds:
         assert r["accepted"] == 3 and len(r["clients"]) == 3
-        assert r["bytes_up"] > 3 * 300_000 * 0.8 and r["bytes_down"] > r["bytes_up"] * 0.8
+        assert r["bytes_up"] > 3 * 300_000 * 0.8
+        if r["round"] == 1:  # seeded initial model: clients build it, nothing is downloaded
+            assert r["bytes_down"] < 10_000
+        else:
+            assert r["bytes_down"] > r["bytes_up"] * 0.8
         assert set(r["timings"]) >= {"wall", "training", "transfer", "aggregation", "waiting"}
         assert r["metrics"]["federated_eval_clients"] == 3
         assert 0 <= r["metrics"]["federated_accuracy"] <= 1
