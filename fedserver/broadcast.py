@@ -98,7 +98,7 @@ class Broadcast:
         entry = self._entry(model, instr)
         form = self._form(entry, held)
         mask = self._mask_form(instr, held)
-        key = (form, mask)
+        key = (form if form != "held" else "held:" + held.model_digest.hex(), mask)
         if key not in entry.cache:
             entry.cache[key] = self._build(entry, instr, form, mask, held).SerializeToString()
         return entry.cache[key]
