@@ -34,7 +34,8 @@ from fedclient.backoff import ExponentialBackoff
 from fedclient.channel import open_channel
 from fedclient.config import ClientConfig
 from fedclient.local_work import LocalWorker, ModelNotAllowed, NonFiniteUpdate, TrainOutcome
-from fedclient.payloads import HeldMask, PayloadError, decode_model_payload, encode_update
+from fedclient.model_source import obtain_model
+from fedclient.payloads import HeldState, PayloadError, encode_update
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.rejections import LATE, rejection_of
@@ -73,7 +74,7 @@ class ClientDaemon:
         self._refusals = ExponentialBackoff(initial_s=config.backoff_initial_s,
                                             max_s=config.backoff_max_s,
                                             rng=random.Random(f"{config.client_id}/refusals"))
-        self.held = HeldMask()
+        self.held = HeldState()
         self.rounds_done = 0
         self._handlers: dict[int, Callable[[cpb.Task], None]] = {
             cpb.TASK_KIND_TRAIN: self._train,
@@ -153,7 +154,7 @@ class ClientDaemon:
     def _check_in(self) -> cpb.Task:
         req = cpb.RoundRequest(max_wait_ms=self.config.max_wait_ms,
                                num_examples=len(self.worker.data.train),  # type: ignore[arg-type]
-                               client_version=VERSION, held_mask_id=self.held.mask_id)
+                               client_version=VERSION, **self.held.declared())  # type: ignore[arg-type]
         return self._call(self._stub.Round, req, self.config.max_wait_ms / 1000 + 30)  # type: ignore[return-value]
 
     def _dispatch(self, task: cpb.Task) -> None:
@@ -179,26 +180,31 @@ class ClientDaemon:
         return max(1.0, task.deadline_unix_ms / 1000 - time.time())
 
     def _pull(self, task: cpb.Task) -> dict[str, np.ndarray]:
-        """Pull and decode the global model; adopts the task's mask if the payload has it."""
+        """The task's verified global model (:func:`fedclient.model_source.obtain_model`:
+        inline, held, seeded, or pulled); adopts the mask and model it brings. A model this
+        client does not allow is refused before anything is pulled."""
         try:
-            shapes = self.worker.shapes(task.model_name)  # refused before anything is pulled
+            shapes = self.worker.shapes(task.model_name)
         except ModelNotAllowed as exc:
             raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_MODEL_NOT_ALLOWED) from None
         except ValueError as exc:
             raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_BAD_MODEL) from None
+        try:
+            params, self.held = obtain_model(task, self.held, shapes=shapes,
+                                             pull=lambda held: self._pull_payload(task, held))
+        except (PayloadError, ValueError) as exc:
+            raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_BAD_MODEL) from None
+        return params
+
+    def _pull_payload(self, task: cpb.Task, held: HeldState) -> bytes | memoryview:
         stream = self._stub.PullModel(
-            cpb.PullModelRequest(task_id=task.task_id, held_mask_id=self.held.mask_id),
+            cpb.PullModelRequest(task_id=task.task_id, **held.declared()),  # type: ignore[arg-type]
             timeout=self._time_left(task), metadata=self._metadata)
         self._inflight = stream  # type: ignore[assignment]
         try:
-            payload = _assemble(stream, self.config.max_payload_bytes)
-            params, self.held = decode_model_payload(payload, task, shapes=shapes,
-                                                     held=self.held)
-        except (PayloadError, ValueError) as exc:
-            raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_BAD_MODEL) from None
+            return _assemble(stream, self.config.max_payload_bytes)
         finally:
             self._inflight = None
-        return params
 
     def _train(self, task: cpb.Task) -> None:
         try:

@@ -11,7 +11,8 @@ maps to protobuf. Formats at a glance: ``docs/wire-formats.md``.
 Public API:
 
 * encoding -- :class:`TensorEncoding`, :func:`encode_tensor`, :func:`decode_tensor`,
-  :class:`DecodeLimits`, :func:`encode_mask`, :func:`decode_mask`;
+  :class:`DecodeLimits`, :func:`encode_mask`, :func:`decode_mask`, and mask deltas
+  :func:`encode_mask_delta`, :func:`apply_mask_delta`, :func:`is_shrink`;
 * codecs -- :func:`register`, :func:`get_codec`, :func:`codec_class`,
   :func:`registered_ids` (see :mod:`fedcompression.codec` for the contract);
 * building blocks -- :func:`pack_bits`, :func:`unpack_bits`, :func:`kmeans_1d`,
@@ -40,6 +41,7 @@ from .errors import CodecError, UnknownCodecError
 from .kmeans import kmeans_1d
 from .limits import DecodeLimits
 from .mask import decode_mask, encode_mask
+from .mask_delta import apply_mask_delta, encode_mask_delta, is_shrink
 from .payload import EncodedMaskTensor, EncodedTensor
 from .pruning import allocate_masks, group_scores, magnitude_scores, mask_from_scores
 from .quantize import dequantize, quantize
@@ -49,8 +51,8 @@ from .tensor import decode_tensor, encode_tensor
 __all__ = [
     "Codec", "CodecError", "DecodeLimits", "EncodedMaskTensor", "EncodedTensor",
     "PositionCodec", "TensorEncoding", "UnknownCodecError", "ValueCodec",
-    "allocate_masks", "codec_class", "decode_mask", "decode_tensor", "dequantize",
-    "empirical_entropy_bits", "encode_mask", "encode_tensor", "entropy_bound_bits",
-    "get_codec", "group_scores", "kmeans_1d", "magnitude_scores", "mask_from_scores",
+    "allocate_masks", "apply_mask_delta", "codec_class", "decode_mask", "decode_tensor", "dequantize",
+    "empirical_entropy_bits", "encode_mask", "encode_mask_delta", "encode_tensor", "entropy_bound_bits",
+    "get_codec", "group_scores", "is_shrink", "kmeans_1d", "magnitude_scores", "mask_from_scores",
     "pack_bits", "payload_nbytes", "quantize", "register", "registered_ids", "unpack_bits",
 ]

@@ -1,9 +1,10 @@
 """Configuration from one TOML file, overridden by environment variables, then CLI flags.
 
 Configs are trees of frozen dataclasses (sections are dataclass-typed fields). Precedence,
-lowest first: dataclass defaults < TOML file < environment (``PREFIX_SECTION__KEY``) <
-``--set section.key=value`` flags. Every unknown key and every value of the wrong type is
-reported with its dotted key, e.g. ``config key 'round.deadline_s': expected a number``.
+lowest first: dataclass defaults < ``base`` (a named preset's ``key=value`` items) < TOML
+file < environment (``PREFIX_SECTION__KEY``) < ``--set section.key=value`` flags. Every
+unknown key and every value of the wrong type is reported with its dotted key, e.g.
+``config key 'round.deadline_s': expected a number``.
 Dataclasses may validate further in ``__post_init__``; their ValueError is re-raised with
 the section's dotted key.
 """
@@ -117,12 +118,15 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load(cls: type[T], *, path: str | Path | None = None, env_prefix: str = "",
-         overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> T:
-    """Load ``cls`` from TOML ``path``, then ``env_prefix`` variables, then ``overrides``."""
+         overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None,
+         base: Sequence[str] = ()) -> T:
+    """Load ``cls`` from ``base`` items, TOML ``path``, ``env_prefix`` variables, then
+    ``overrides`` (each later source wins)."""
     tree: dict[str, Any] = {}
+    _apply_items(tree, base)
     if path:
         try:
-            tree = tomllib.loads(Path(path).read_text())
+            _merge(tree, tomllib.loads(Path(path).read_text()))
         except FileNotFoundError:
             raise ConfigError(f"config file {str(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
@@ -133,12 +137,25 @@ def load(cls: type[T], *, path: str | Path | None = None, env_prefix: str = "",
             if name.startswith(env_prefix + "_"):
                 key = name[len(env_prefix) + 1:].lower().replace("__", ".")
                 _set_path(tree, key, value)
-    for item in overrides:
+    _apply_items(tree, overrides)
+    return build(cls, tree)
+
+
+def _apply_items(tree: dict[str, Any], items: Sequence[str]) -> None:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         _set_path(tree, key.strip(), value.strip())
-    return build(cls, tree)
+
+
+def _merge(tree: dict[str, Any], other: Mapping[str, Any]) -> None:
+    """``other`` over ``tree``, section by section."""
+    for key, value in other.items():
+        if isinstance(value, Mapping) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value)
+        else:
+            tree[key] = value
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """``fedprune``: run a local federation, plot a report, export a trained model.
 
-    fedprune simulate                      # W1: 10 clients, 30 rounds, digits, FedAvg
+    fedprune simulate                      # W1: 10 clients, 30 rounds, digits, preset compact
+    fedprune simulate --preset fedavg-dense    # the dense float32 FedAvg baseline
     fedprune simulate --clients 3 --rounds 5 --set wire.uplink=int8
     fedprune report runs/latest/report.json
     fedprune export runs/latest --out model.fpm --values int8 --shrink
@@ -15,8 +16,10 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from fedcore import config as config_io
+from fedprune.run_presets import DEFAULT_PRESET, RUN_PRESETS
 
 
 def _simulate(ns: argparse.Namespace) -> int:
@@ -30,6 +33,7 @@ def _simulate(ns: argparse.Namespace) -> int:
         overrides.append(f"round.rounds={ns.rounds}")
     try:
         server = config_io.load(ServerConfig, path=ns.config, env_prefix=ENV_PREFIX,
+                                base=RUN_PRESETS[ns.preset].overrides,
                                 overrides=[f"round.clients_per_round={ns.clients}", *overrides])
     except config_io.ConfigError as exc:
         print(f"fedprune simulate: {exc}", file=sys.stderr)
@@ -45,17 +49,27 @@ def _simulate(ns: argparse.Namespace) -> int:
     except RunFolderNotEmpty as exc:
         print(f"fedprune simulate: error: {exc}", file=sys.stderr)
         return 2
-    print(f"fedprune: {ns.clients} clients x {server.round.rounds} rounds -> {out}/",
-          file=sys.stderr)
+    print(f"fedprune: {ns.clients} clients x {server.round.rounds} rounds, preset {ns.preset} "
+          f"({RUN_PRESETS[ns.preset].summary}) -> {out}/", file=sys.stderr)
     report = run_simulation(spec)
     totals = report["totals"]
     acc = totals["final_accuracy"]
     print(f"final accuracy {acc:.4f}" if acc is not None else "no evaluation",
           f"| rounds {totals['rounds_completed']} completed, {totals['rounds_failed']} failed",
-          f"| up {totals['bytes_up'] / 1e6:.2f} MB, down {totals['bytes_down'] / 1e6:.2f} MB",
-          f"| wall {totals['wall_seconds']:.1f}s")
+          f"| {bytes_summary(totals)}", f"| wall {totals['wall_seconds']:.1f}s")
     print(f"report: {out / 'report.json'}  plot: {out / 'report.png'}")
     return 0 if report["finished"] else 1
+
+
+def bytes_summary(totals: dict[str, Any]) -> str:
+    """"moved X MB (up, down); dense float32 FedAvg: Y MB (Zx)" for a report's totals."""
+    moved = totals["bytes_up"] + totals["bytes_down"]
+    text = (f"moved {moved / 1e6:.2f} MB (up {totals['bytes_up'] / 1e6:.2f}, down "
+            f"{totals['bytes_down'] / 1e6:.2f})")
+    dense = totals.get("dense_fp32_bytes") or 0
+    if dense and moved:
+        text += f"; dense float32 FedAvg: {dense / 1e6:.1f} MB ({dense / moved:.1f}x more)"
+    return text
 
 
 def _report(ns: argparse.Namespace) -> int:
@@ -149,6 +163,10 @@ def parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run a coordinator and N client daemons locally")
     sim.add_argument("--clients", type=int, default=10, help="number of client daemons (10)")
     sim.add_argument("--rounds", type=int, help="rounds to run (config default: 30)")
+    sim.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(RUN_PRESETS),
+                     help=f"named configuration under --config/--set ({DEFAULT_PRESET}: "
+                          f"{RUN_PRESETS[DEFAULT_PRESET].summary}; fedavg-dense: "
+                          f"{RUN_PRESETS['fedavg-dense'].summary})")
     sim.add_argument("--config", help="coordinator TOML config (see fedserver --print-config)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a coordinator config key (repeatable)")

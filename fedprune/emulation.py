@@ -1,8 +1,9 @@
 """In-process federation: the coordinator's round runner driving the clients' own code.
 
 No gRPC, no threads, no processes, but the same bytes: each round the model is encoded by
-:func:`fedserver.downlink.encode_model_payload`, decoded by the client's
-:func:`fedclient.payloads.decode_model_payload`, trained by
+the coordinator's :class:`fedserver.broadcast.Broadcast` for what each client holds,
+obtained by the client's :func:`fedclient.model_source.obtain_model` (inline payload,
+held model, seeded initialisation or pull), trained by
 :class:`fedclient.local_work.LocalWorker` from the very ``Task`` the coordinator's task
 factory builds, encoded by :func:`fedclient.payloads.encode_update`, and decoded and folded
 by the shared :class:`fedserver.round_runner.RoundRunner`. By default every client takes part
@@ -42,14 +43,16 @@ import numpy as np
 
 from fedclient.config import AttackConfig
 from fedclient.local_work import LocalWorker, NonFiniteUpdate
-from fedclient.payloads import HeldMask, decode_model_payload, encode_update
+from fedclient.model_source import obtain_model
+from fedclient.payloads import HeldState, encode_update
 from fedcompression import CodecError
 from fedcore.datasets import ClientData
 from fedcore.models import build_model
 from fedcore.params import get_parameters
 from fedserver.aggregators.weighting import reference_examples
+from fedserver.broadcast import Broadcast, Held, seeded_init
 from fedserver.config import ServerConfig
-from fedserver.downlink import encode_model_payload
+from fedserver.instructions import RoundInstructions
 from fedserver.model_state import ModelState
 from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind
@@ -68,7 +71,7 @@ RUN_ID = "emulation"
 class _Client:
     client_id: str
     worker: LocalWorker
-    held: HeldMask
+    held: HeldState
 
 
 class Emulation:
@@ -99,11 +102,13 @@ class Emulation:
                 if isinstance(transform, PrivacyAccounting):
                     transform.accountant.q = float(sampling_rate)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
+        self._broadcast = Broadcast(wire=config.wire, init=seeded_init(config, initial),
+                                    inline_bytes=config.network.inline_payload_bytes)
         if attacks is not None and len(attacks) != len(clients):
             raise ValueError(f"attacks: one per client ({len(clients)}), got {len(attacks)}")
         self._clients = [_Client(f"client-{i}", LocalWorker(data, seed=client_seed,
                                                             attack=attacks[i] if attacks else None),
-                                 HeldMask())
+                                 HeldState())
                          for i, data in enumerate(clients)]
         self._tasks = TaskFactory(config, run_id=RUN_ID, clock=time.monotonic)
         self._reference = reference_examples(len(d.train) for d in clients)  # type: ignore[arg-type]
@@ -125,20 +130,17 @@ class Emulation:
         open_round = self.runner.open(round, reference_examples=self._reference)
         instr, model = open_round.instructions, self.runner.model
         bytes_up = bytes_down = 0
-        payloads: dict[bool, bytes] = {}  # the broadcast, encoded once per (with mask?)
-        failed: dict[str, str] = {}  # clients whose update could not be encoded
+        failed: dict[str, str] = {}  # clients whose update could not be encoded or was refused
         for client in cohort:
             task = self._tasks.build(Assignment(
                 PhaseKind.TRAIN, f"{RUN_ID}/r{round}/train/{client.client_id}", round,
                 model.version, instr.mask_id, time.monotonic() + 3600.0), instr)
-            with_mask = client.held.mask_id != instr.mask_id
-            if with_mask not in payloads:
-                payloads[with_mask] = encode_model_payload(model, instr, wire=self.config.wire,
-                                                           include_mask=with_mask)
-            down = payloads[with_mask]
+            task.MergeFrom(self._broadcast.task_fields(model, instr, _declared(client.held)))
+            pulled: list[int] = []
             shapes = client.worker.shapes(task.model_name)
-            params, client.held = decode_model_payload(down, task, shapes=shapes,
-                                                       held=client.held)
+            params, client.held = obtain_model(task, client.held, shapes=shapes,
+                                               pull=self._pull_for(model, instr, pulled))
+            down = task.model_payload.ByteSize() + sum(pulled)
             masks = client.held.masks if task.mask_id else None
             try:
                 outcome = client.worker.train(task, params, masks)
@@ -150,7 +152,7 @@ class Emulation:
             ticket = PushTicket(client.client_id, task.task_id, round, model.version,
                                 instr.mask_id, instr.masks, outcome.num_examples, b"",
                                 "scores" in instr.side_keys, time.monotonic())
-            bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)
+            bytes_up, bytes_down = bytes_up + len(up), bytes_down + down
             try:  # refused as the coordinator refuses a push (e.g. one that would overflow)
                 self.runner.add(open_round, client.client_id,
                                 self.runner.decode(open_round, ticket, up),
@@ -179,19 +181,30 @@ class Emulation:
 
     def evaluate_clients(self, round: int) -> dict[str, dict[str, float]]:
         """Federated evaluation of the current model by every client (as an EVALUATE task of
-        ``round``): each client's metrics, incl. its personalized accuracy when configured."""
+        ``round``, received as the client would receive it): each client's metrics, incl.
+        its personalized accuracy when configured."""
         open_round = self.runner.open(round, reference_examples=self._reference)
         instr, model = open_round.instructions, self.runner.model
-        payload = encode_model_payload(model, instr, wire=self.config.wire, include_mask=True)
         out = {}
         for client in self._clients:
             task = self._tasks.build(Assignment(
                 PhaseKind.EVALUATE, f"{RUN_ID}/r{round}/evaluate/{client.client_id}", round,
                 model.version, model.mask_id, time.monotonic() + 3600.0), instr)
-            params, _ = decode_model_payload(payload, task, shapes=client.worker.shapes(
-                task.model_name), held=HeldMask())
+            task.MergeFrom(self._broadcast.task_fields(model, instr, _declared(client.held)))
+            params, client.held = obtain_model(task, client.held,
+                                               shapes=client.worker.shapes(task.model_name),
+                                               pull=self._pull_for(model, instr, []))
             out[client.client_id] = client.worker.evaluate(task, params)[1]
         return out
+
+    def _pull_for(self, model: ModelState, instr: RoundInstructions,
+                  sizes: list[int]) -> Callable[[HeldState], bytes]:
+        """A PullModel by function call; the size of every payload is appended to sizes."""
+        def pull(held: HeldState) -> bytes:
+            payload = self._broadcast.payload(model, instr, _declared(held))
+            sizes.append(len(payload))
+            return payload
+        return pull
 
     def run(self, rounds: int, *, on_round: RoundFn | None = None) -> list[dict[str, Any]]:
         """Up to ``rounds`` rounds; stops early when the program refuses a round (budget)."""
@@ -211,6 +224,11 @@ class Emulation:
                 return {"epsilon": transform.accountant.epsilon(),
                         "delta": transform.accountant.delta}
         return {}
+
+
+def _declared(held: HeldState) -> Held:
+    return Held(mask_id=held.mask_id, model_version=held.model_version,
+                model_digest=held.model_digest)
 
 
 def _kept_fraction(model: ModelState) -> float:

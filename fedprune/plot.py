@@ -39,7 +39,16 @@ def plot_report(report: dict[str, Any], out: Path) -> Path:
     ax1.grid(alpha=0.3)
     ax2.plot(xs, up, label="uplink (clients → server)")
     ax2.plot(xs, down, label="downlink (server → clients)")
-    ax2.set(xlabel="round", ylabel="cumulative MB on the wire", title="Bytes moved")
+    totals = report["totals"]
+    moved = (totals["bytes_up"] + totals["bytes_down"]) / 1e6
+    dense = totals.get("dense_fp32_bytes", 0) / 1e6
+    title = f"Bytes moved: {moved:.2f} MB"
+    if dense:
+        title += f" (dense float32: {dense:.0f} MB)"
+        ax2.text(0.02, 0.95, f"dense float32 FedAvg would move {dense:.1f} MB, "
+                 f"{dense / max(moved, 1e-9):.0f}x more", transform=ax2.transAxes, va="top",
+                 fontsize=8)
+    ax2.set(xlabel="round", ylabel="cumulative MB on the wire", title=title)
     ax2.legend()
     ax2.grid(alpha=0.3)
     if private:

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class SimulationSpec:
     overwrite: bool = False  # replace a non-empty ``out`` (otherwise refused)
     attack: AttackConfig = field(default_factory=AttackConfig)  # for the first clients only
     attack_fraction: float = 0.0  # ceil(fraction * clients) adversarial clients
+    # Given the coordinator's port, the port clients dial instead (e.g. a byte-counting
+    # relay in front of the coordinator, fedprune.wiretap); None: the coordinator's own.
+    relay: Callable[[int], int] | None = None
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
@@ -158,7 +162,8 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
         port = _wait_for_endpoint(Path(server_cfg.state_dir), server,
                                   deadline=started + spec.timeout_s)
         token = server_cfg.auth.shared_token or next(iter(server_cfg.auth.tokens.values()))
-        for cfg in client_configs(spec, port, token):
+        dial = spec.relay(port) if spec.relay is not None else port
+        for cfg in client_configs(spec, dial, token):
             path = out / "clients" / f"{cfg.client_id}.toml"
             path.write_text(config_io.to_toml(cfg))
             procs.start(cfg.client_id, "fedclient", path)

@@ -41,6 +41,8 @@ class NetworkConfig:
     # calls one client id may have in progress at once (long-polls, pulls, pushes); more
     # are refused with RESOURCE_EXHAUSTED (rejection reason too_many_calls)
     max_calls_per_client: int = 4
+    # a task's model payload up to this size rides inside the Task (no PullModel call)
+    inline_payload_bytes: int = 1 << 20  # 0: never inline
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
@@ -53,6 +55,8 @@ class NetworkConfig:
         _check(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
         _check(self.long_poll_s > 0, "long_poll_s", "must be > 0")
         _check(self.stream_idle_s > 0, "stream_idle_s", "must be > 0")
+        _check(0 <= self.inline_payload_bytes <= self.max_message_bytes // 2,
+               "inline_payload_bytes", "must be in 0..max_message_bytes/2")
         _check(0 <= self.max_open_streams <= self.max_workers // 2, "max_open_streams",
                "must be in 0..max_workers/2 (the rest of the pool serves health and polls)")
         _check(1 <= self.max_calls_per_client <= self.max_workers, "max_calls_per_client",
@@ -237,6 +241,9 @@ class WireConfig:
     uplink: str = "fp32"  # value codec clients use for updates
     clusters: int = 16  # k for the "clustered" codec
     zstd: bool = True
+    # send a client that holds the previous broadcast model only the (downlink-encoded)
+    # difference; full payloads are then lossless (fp32), see fedserver/broadcast.py
+    downlink_delta: bool = False
 
     def __post_init__(self) -> None:
         for key in ("downlink", "uplink"):

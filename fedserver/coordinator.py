@@ -48,8 +48,8 @@ from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.secrets import redacted
 from fedcore.text import clip
 from fedserver.aggregators.weighting import reference_examples
+from fedserver.broadcast import Broadcast, Held, seeded_init
 from fedserver.config import ServerConfig
-from fedserver.downlink import encode_model_payload
 from fedserver.instructions import RoundInstructions
 from fedserver.metrics import CoordinatorMetrics
 from fedserver.model_state import (
@@ -61,7 +61,12 @@ from fedserver.model_state import (
 )
 from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind, RoundPlan
-from fedserver.round_report import RoundTimer, write_report
+from fedserver.round_report import (
+    DENSE_MODEL_BYTES,
+    RoundTimer,
+    dense_model_bytes,
+    write_report,
+)
 from fedserver.round_runner import EvaluationRound, OpenRound, RoundFailed, RoundRunner
 from fedserver.round_state import (
     Assignment,
@@ -117,7 +122,9 @@ class Coordinator:
         self.metrics.model_version.set(self.model.version)
         self._check_admitted(first_round)
         self._timer = RoundTimer(clock)
-        self._payload_cache: dict[tuple[int, str, bool], bytes] = {}
+        self._broadcast = Broadcast(wire=config.wire, init=seeded_init(config, initial),
+                                    inline_bytes=config.network.inline_payload_bytes)
+        self.store.set_state(DENSE_MODEL_BYTES, dense_model_bytes(initial))
         self._bytes: dict[int, list[int]] = {}
         self._bytes_lock = threading.Lock()
         self.failures = TaskFailures()
@@ -215,22 +222,26 @@ class Coordinator:
             self._seen_clients[client_id] = num_examples
 
     # -- downlink ---------------------------------------------------------------------------
-    def model_payload(self, client_id: str, task_id: str, held_mask_id: str) -> tuple[bytes, int]:
+    def model_payload(self, client_id: str, task_id: str, held: Held) -> tuple[bytes, int]:
         """Serialized ModelPayload for an assigned task, and the task's round."""
         with self._cond:
-            step = self.sm.step
-            if (self.sm.finished or client_id not in step.selected
-                    or task_id != step.task_id(self.run_id, client_id)):
-                raise LookupError(f"task {task_id!r} is not open for client {client_id!r}")
-            instr = self.instructions
-            include_mask = bool(instr.mask_id) and held_mask_id != instr.mask_id
-            key = (self.model.version, instr.mask_id, include_mask)
-            if key not in self._payload_cache:
-                self._payload_cache = {k: v for k, v in self._payload_cache.items()
-                                       if k[:2] == key[:2]}
-                self._payload_cache[key] = encode_model_payload(
-                    self.model, instr, wire=self.config.wire, include_mask=include_mask)
-            return self._payload_cache[key], step.round
+            step = self._open_task(client_id, task_id)
+            return self._broadcast.payload(self.model, self.instructions, held), step.round
+
+    def task_model(self, client_id: str, task_id: str, held: Held) -> cpb.Task:
+        """The model fields of an assigned task (:meth:`Broadcast.task_fields`), merged into
+        the task by the servicer."""
+        with self._cond:
+            self._open_task(client_id, task_id)
+            return self._broadcast.task_fields(self.model, self.instructions, held)
+
+    def _open_task(self, client_id: str, task_id: str) -> Any:
+        """The open step of ``task_id`` (under the lock), or LookupError."""
+        step = self.sm.step
+        if (self.sm.finished or client_id not in step.selected
+                or task_id != step.task_id(self.run_id, client_id)):
+            raise LookupError(f"task {task_id!r} is not open for client {client_id!r}")
+        return step
 
     # -- uplink -----------------------------------------------------------------------------
     def begin_push(self, client_id: str, header: cpb.UpdateHeader) -> PushTicket | None:

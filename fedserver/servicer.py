@@ -22,6 +22,7 @@ import numpy as np
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.streaming import PayloadAssembler, StreamError, make_header, split_payload
+from fedserver.broadcast import Held
 from fedserver.call_gate import CallGate
 from fedserver.coordinator import Coordinator
 from fedserver.request_parsing import RequestParser
@@ -47,20 +48,31 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def Round(self, raw: bytes, context: grpc.ServicerContext) -> cpb.Task:
         with abort_on_error(context), self._gate.admit(context, registers=True) as client:
             request = self._parse(cpb.RoundRequest, raw)
+            held = _held(request)  # validated before a task is assigned
             context.add_callback(self._coord.wake)
             decision, instructions = self._coord.check_in(
                 client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000,
                 is_active=context.is_active)
             task = self._tasks.build(decision, instructions)
+            if isinstance(decision, Assignment):
+                self._add_model_fields(client, task, held)
             rnd = decision.round if isinstance(decision, Assignment) else self._coord.current_round()
             self._coord.add_bytes(rnd, up=request.ByteSize(), down=task.ByteSize())
             return task
         raise AssertionError("unreachable")  # abort raises
 
+    def _add_model_fields(self, client: str, task: cpb.Task, held: Held) -> None:
+        """Digest, seeded initialisation and inline payload of an assigned task. A round that
+        closed meanwhile leaves the task as it is (its PullModel then gets NOT_FOUND)."""
+        try:
+            task.MergeFrom(self._coord.task_model(client, task.task_id, held))
+        except LookupError:
+            pass
+
     def PullModel(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[cpb.ModelChunk]:
         with abort_on_error(context), self._gate.admit(context) as client:  # to the last chunk
             request = self._parse(cpb.PullModelRequest, raw)
-            payload, rnd = self._coord.model_payload(client, request.task_id, request.held_mask_id)
+            payload, rnd = self._coord.model_payload(client, request.task_id, _held(request))
             header = cpb.ModelChunk(header=make_header(payload))
             self._coord.add_bytes(rnd, up=request.ByteSize(), down=header.ByteSize())
             yield header
@@ -117,6 +129,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             self._coord.add_bytes(request.round, up=request.ByteSize())
             return ack_type(accepted=True, duplicate=not new, round=request.round)
         raise AssertionError("unreachable")
+
+
+def _held(request: cpb.RoundRequest | cpb.PullModelRequest) -> Held:
+    """What a request declares the client holds; a digest is empty or 32 bytes."""
+    if len(request.held_model_digest) not in (0, 32):
+        raise InvalidUpdate("held_model_digest must be empty or a 32-byte SHA-256 digest")
+    return Held(mask_id=request.held_mask_id, model_version=int(request.held_model_version),
+                model_digest=bytes(request.held_model_digest))
 
 
 def _check_metrics(metrics: dict[str, float]) -> None:

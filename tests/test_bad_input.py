@@ -187,6 +187,20 @@ def test_bad_num_examples_invalid_argument(client: RawClient, task: cpb.Task,
     expect(SC.INVALID_ARGUMENT, client.push_payload, header, data)
 
 
+def test_bad_held_model_digest_invalid_argument(client: RawClient, task: cpb.Task,
+                                                unchanged: None) -> None:
+    """A held digest that is not a SHA-256 is refused before any task is assigned."""
+    for call, request in (
+            (client.stub.Round, cpb.RoundRequest(max_wait_ms=100, num_examples=10,
+                                                 held_model_digest=b"short")),
+            (lambda r, **kw: list(client.stub.PullModel(r, **kw)),
+             cpb.PullModelRequest(task_id=task.task_id, held_model_digest=b"x" * 33))):
+        with pytest.raises(grpc.RpcError) as exc:
+            call(request, metadata=client.metadata, timeout=30)
+        assert exc.value.code() == SC.INVALID_ARGUMENT
+        assert "held_model_digest" in str(exc.value.details())
+
+
 def test_retried_push_counted_once_then_conflict(server: RunningServer, tmp_path: Path) -> None:
     """Runs last in this module: it completes round 1 with one good update."""
     client = RawClient(server.port)

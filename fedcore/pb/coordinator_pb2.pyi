@@ -30,6 +30,12 @@ class ValueCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALUE_CODEC_INT4: _ClassVar[ValueCodec]
     VALUE_CODEC_CLUSTERED: _ClassVar[ValueCodec]
 
+class ModelForm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_FORM_FULL: _ClassVar[ModelForm]
+    MODEL_FORM_DELTA: _ClassVar[ModelForm]
+    MODEL_FORM_HELD: _ClassVar[ModelForm]
+
 class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FAILURE_REASON_UNSPECIFIED: _ClassVar[FailureReason]
@@ -52,22 +58,29 @@ VALUE_CODEC_BF16: ValueCodec
 VALUE_CODEC_INT8: ValueCodec
 VALUE_CODEC_INT4: ValueCodec
 VALUE_CODEC_CLUSTERED: ValueCodec
+MODEL_FORM_FULL: ModelForm
+MODEL_FORM_DELTA: ModelForm
+MODEL_FORM_HELD: ModelForm
 FAILURE_REASON_UNSPECIFIED: FailureReason
 FAILURE_REASON_NON_FINITE_UPDATE: FailureReason
 FAILURE_REASON_MODEL_NOT_ALLOWED: FailureReason
 FAILURE_REASON_BAD_MODEL: FailureReason
 
 class RoundRequest(_message.Message):
-    __slots__ = ("max_wait_ms", "num_examples", "client_version", "held_mask_id")
+    __slots__ = ("max_wait_ms", "num_examples", "client_version", "held_mask_id", "held_model_version", "held_model_digest")
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     NUM_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HELD_MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HELD_MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     max_wait_ms: int
     num_examples: int
     client_version: str
     held_mask_id: str
-    def __init__(self, max_wait_ms: _Optional[int] = ..., num_examples: _Optional[int] = ..., client_version: _Optional[str] = ..., held_mask_id: _Optional[str] = ...) -> None: ...
+    held_model_version: int
+    held_model_digest: bytes
+    def __init__(self, max_wait_ms: _Optional[int] = ..., num_examples: _Optional[int] = ..., client_version: _Optional[str] = ..., held_mask_id: _Optional[str] = ..., held_model_version: _Optional[int] = ..., held_model_digest: _Optional[bytes] = ...) -> None: ...
 
 class Encoding(_message.Message):
     __slots__ = ("values", "clusters", "zstd")
@@ -127,7 +140,7 @@ class EvaluateInstructions(_message.Message):
     def __init__(self, batch_size: _Optional[int] = ..., finetune_epochs: _Optional[int] = ..., personal_layers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "task_id", "run_id", "round", "model_version", "mask_id", "retry_after_ms", "deadline_unix_ms", "model_name", "train", "evaluate", "update_encoding", "step")
+    __slots__ = ("kind", "task_id", "run_id", "round", "model_version", "mask_id", "retry_after_ms", "deadline_unix_ms", "model_name", "train", "evaluate", "update_encoding", "step", "model_digest", "init_seed", "init_digest", "model_payload")
     KIND_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +154,10 @@ class Task(_message.Message):
     EVALUATE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_ENCODING_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    INIT_SEED_FIELD_NUMBER: _ClassVar[int]
+    INIT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     kind: TaskKind
     task_id: str
     run_id: str
@@ -154,7 +171,11 @@ class Task(_message.Message):
     evaluate: EvaluateInstructions
     update_encoding: Encoding
     step: ProtocolStep
-    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., train: _Optional[_Union[TrainInstructions, _Mapping]] = ..., evaluate: _Optional[_Union[EvaluateInstructions, _Mapping]] = ..., update_encoding: _Optional[_Union[Encoding, _Mapping]] = ..., step: _Optional[_Union[ProtocolStep, _Mapping]] = ...) -> None: ...
+    model_digest: bytes
+    init_seed: int
+    init_digest: bytes
+    model_payload: ModelPayload
+    def __init__(self, kind: _Optional[_Union[TaskKind, str]] = ..., task_id: _Optional[str] = ..., run_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., retry_after_ms: _Optional[int] = ..., deadline_unix_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., train: _Optional[_Union[TrainInstructions, _Mapping]] = ..., evaluate: _Optional[_Union[EvaluateInstructions, _Mapping]] = ..., update_encoding: _Optional[_Union[Encoding, _Mapping]] = ..., step: _Optional[_Union[ProtocolStep, _Mapping]] = ..., model_digest: _Optional[bytes] = ..., init_seed: _Optional[int] = ..., init_digest: _Optional[bytes] = ..., model_payload: _Optional[_Union[ModelPayload, _Mapping]] = ...) -> None: ...
 
 class ProtocolStep(_message.Message):
     __slots__ = ("protocol", "payload", "threshold")
@@ -189,12 +210,16 @@ class StepAck(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., duplicate: _Optional[bool] = ..., round: _Optional[int] = ...) -> None: ...
 
 class PullModelRequest(_message.Message):
-    __slots__ = ("task_id", "held_mask_id")
+    __slots__ = ("task_id", "held_mask_id", "held_model_version", "held_model_digest")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     HELD_MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    HELD_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HELD_MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     held_mask_id: str
-    def __init__(self, task_id: _Optional[str] = ..., held_mask_id: _Optional[str] = ...) -> None: ...
+    held_model_version: int
+    held_model_digest: bytes
+    def __init__(self, task_id: _Optional[str] = ..., held_mask_id: _Optional[str] = ..., held_model_version: _Optional[int] = ..., held_model_digest: _Optional[bytes] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
     __slots__ = ("total_bytes", "sha256")
@@ -205,12 +230,32 @@ class StreamHeader(_message.Message):
     def __init__(self, total_bytes: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
 
 class ModelPayload(_message.Message):
-    __slots__ = ("model", "mask")
+    __slots__ = ("model", "mask", "mask_delta", "form", "base_version", "model_digest")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
+    MASK_DELTA_FIELD_NUMBER: _ClassVar[int]
+    FORM_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     model: _tensor_pb2.Model
     mask: _tensor_pb2.Mask
-    def __init__(self, model: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., mask: _Optional[_Union[_tensor_pb2.Mask, _Mapping]] = ...) -> None: ...
+    mask_delta: MaskDelta
+    form: ModelForm
+    base_version: int
+    model_digest: bytes
+    def __init__(self, model: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., mask: _Optional[_Union[_tensor_pb2.Mask, _Mapping]] = ..., mask_delta: _Optional[_Union[MaskDelta, _Mapping]] = ..., form: _Optional[_Union[ModelForm, str]] = ..., base_version: _Optional[int] = ..., model_digest: _Optional[bytes] = ...) -> None: ...
+
+class MaskDelta(_message.Message):
+    __slots__ = ("base_mask_id", "mask_id", "sha256", "removed")
+    BASE_MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    MASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    base_mask_id: str
+    mask_id: str
+    sha256: bytes
+    removed: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.MaskTensor]
+    def __init__(self, base_mask_id: _Optional[str] = ..., mask_id: _Optional[str] = ..., sha256: _Optional[bytes] = ..., removed: _Optional[_Iterable[_Union[_tensor_pb2.MaskTensor, _Mapping]]] = ...) -> None: ...
 
 class ModelChunk(_message.Message):
     __slots__ = ("header", "data")
