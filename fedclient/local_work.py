@@ -3,8 +3,10 @@
 Kept apart from the RPC loop (``fedclient.daemon``) so it is plain torch + numpy. The
 update is ``local - global`` per tensor; under a mask it is exactly zero at pruned
 positions (masked training guarantees it, and the encoder sends only kept positions).
-The task decides the training hooks: a mask enforcer when the task has masks, a FedProx
-:class:`ProximalTerm` anchored at the pulled global model when ``proximal_mu > 0``.
+The task decides how it is trained (:func:`fedcore.client_training.train_update`): under a
+mask, the physically reduced model or the dense model with a mask enforcer, as the task's
+``client_training`` says; a FedProx term anchored at the pulled global model when
+``proximal_mu > 0``.
 
 EVALUATE tasks score the global model on the client's held-out split (``data.val``), which
 exists only when ``data.val_fraction > 0``. With no hold-out (the default, W1: clients
@@ -24,17 +26,15 @@ import torch
 from fedclient.attack import claimed_examples, poisoned_delta, training_data
 from fedclient.config import AttackConfig
 from fedcompression import group_scores
+from fedcore.client_training import train_update
 from fedcore.datasets import ClientData
-from fedcore.masking import mask_hooks
 from fedcore.models import build_model
 from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
-from fedcore.proximal import ProximalTerm
 from fedcore.secure_noise import SecureGaussian
 from fedcore.text import clip
-from fedcore.train_hooks import TrainHook
-from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
+from fedcore.training import TrainConfig, evaluate, importance_scores
 
 Params = dict[str, np.ndarray]
 
@@ -45,15 +45,6 @@ class TrainOutcome:
     scores: Params | None
     num_examples: int
     metrics: dict[str, float]
-
-
-def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params: Params,
-                 masks: Mapping[str, np.ndarray] | None) -> list[TrainHook]:
-    """The task's hooks: the mask enforcer (if masked), then FedProx (if ``proximal_mu > 0``)."""
-    hooks = mask_hooks(model, masks)
-    if t.proximal_mu > 0:
-        hooks.append(ProximalTerm(mu=t.proximal_mu, reference_params=global_params))
-    return hooks
 
 
 class ModelNotAllowed(ValueError):
@@ -96,21 +87,21 @@ class LocalWorker:
     def train(self, task: cpb.Task, global_params: Params,
               masks: Mapping[str, np.ndarray] | None) -> TrainOutcome:
         model = self.model(task.model_name)
-        set_parameters(model, global_params)
         t = task.train
         config = TrainConfig(epochs=t.local_epochs, batch_size=t.batch_size,
                              learning_rate=t.learning_rate, momentum=t.momentum,
                              weight_decay=t.weight_decay, seed=self._seed + int(task.round))
         start = time.perf_counter()
         train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
-        result = train_local(model, train, config,
-                             hooks=_train_hooks(model, t, global_params, masks))
-        local = get_parameters(model)
-        delta = poisoned_delta(self.attack, {n: (local[n] - global_params[n]).astype(np.float32)
-                                             for n in global_params})
+        update = train_update(model, global_params, masks, train, config,
+                              mode=t.client_training, proximal_mu=t.proximal_mu)
+        result = update.result
+        if t.compute_scores and update.reduced:  # scores are taken on the trained dense model
+            set_parameters(model, {n: global_params[n] + update.delta[n] for n in global_params})
+        delta = poisoned_delta(self.attack, update.delta)
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
-                   "train_seconds": time.perf_counter() - start}
+                   "train_seconds": time.perf_counter() - start, **update.metrics}
         if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding
             delta, fitted = clip_to_norm(delta, t.clip_norm)
             metrics["dp_unclipped"] = float(fitted)

@@ -7,9 +7,12 @@ coordinator's ``pruning.client_training``) chooses, when the task carries a mask
   weights, their gradients and optimizer state held at zero);
 - ``"reduced"``: the physically reduced model of :mod:`fedcore.structure`, whenever the
   model's layout is one it can slice (even if the mask removes no unit);
-- ``"auto"`` (also the empty string): reduced when the mask removes at least one whole
-  unit (a row, column or output channel; half-row groups only where both halves of a row
-  are pruned), else masked.
+- ``"auto"`` (also the empty string): reduced when every tensor's mask is made of whole
+  structured groups (rows, columns, half rows, half columns, output channels:
+  :func:`fedcompression.structured_granularity`) and removes at least one unit, else
+  masked. Half-row groups remove a neuron only where both halves of its row are pruned;
+  the other pruned halves stay masked inside the reduced model. An unstructured mask
+  trains masked even when a few units happen to die.
 
 Both give the same delta within float rounding (:mod:`fedcore.reduced_training`). When a
 mode other than ``"masked"`` ends up masked, the reason is logged and the update's metrics
@@ -27,6 +30,7 @@ import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
+from fedcompression import structured_granularity
 from fedcore.masking import mask_hooks
 from fedcore.params import get_parameters, set_parameters
 from fedcore.proximal import ProximalTerm
@@ -59,8 +63,12 @@ def _reduced_plan(model: nn.Module, global_params: Mapping[str, np.ndarray],
                               biases=global_params if low >= 0 else None)
     except UnsupportedStructure as exc:
         return f"model cannot be reduced: {exc}"
-    if mode == "auto" and plan.removed_units == 0:
-        return "the mask removes no whole row, column or channel"
+    if mode == "auto":
+        unstructured = [n for n, m in masks.items() if structured_granularity(m) == "unstructured"]
+        if unstructured:
+            return f"the mask of {unstructured[0]!r} is not made of whole structured groups"
+        if plan.removed_units == 0:
+            return "the mask removes no whole row, column or channel"
     return plan
 
 

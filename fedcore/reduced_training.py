@@ -13,7 +13,8 @@ rounding, the delta of masked dense training from the same weights, data and see
   dense model's function, so their gradients, momentum and decay are the same; masked
   entries inside them are held at zero by a :class:`~fedcore.masking.MaskEnforcer` over
   the residual mask;
-- pruned coordinates: exactly 0;
+- pruned coordinates: ``-global`` (the weights end at exactly 0; the global model is
+  already 0 there, so the delta is too);
 - passive coordinates (unmasked weights of removed units, whose data gradient is exactly
   0 in the dense model): only coupled weight decay and the FedProx term act on them, the
   same linear recurrence for every element, so each ends at ``factor * w0``
@@ -75,7 +76,7 @@ def train_reduced(plan: StructurePlan, global_params: Mapping[str, np.ndarray],
     result = train_local(model, dataset, config, hooks=hooks)
     factor, _ = passive_factor(result.steps, config, proximal_mu)
     local = get_parameters(model)
-    delta = {name: np.zeros(np.shape(a), dtype=np.float32) for name, a in global_params.items()}
+    delta = {name: -np.asarray(a, dtype=np.float32) for name, a in global_params.items()}
     for name, passive in plan.passive.items():
         delta[name][passive] = (factor - 1.0) * np.asarray(global_params[name])[passive]
     for name, s in plan.slices.items():

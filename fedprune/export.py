@@ -1,15 +1,15 @@
 """Export a trained global model as a compact artifact, loadable back into torch.
 
 Artifact layout (``.fpm``): the 8 bytes ``FEDPRUNE``, a little-endian uint32 length, a
-UTF-8 JSON header (format version, model name, layer specs when the model was shrunk),
-then one serialized ``fedprune.v1.Model`` message — the same tensor formats as on the wire,
+UTF-8 JSON header (format version, model name, and when the model was shrunk its layer
+specs and carries, :mod:`fedcore.layer_specs` / :mod:`fedcore.reduced_model`), then one
+serialized ``fedprune.v1.Model`` message — the same tensor formats as on the wire,
 with explicit positions (bitmap or delta varints, whichever is smaller) so the file is
 self-contained. No pickle is written or read.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 import time
@@ -23,15 +23,17 @@ from torch import nn
 
 from fedcompression import DecodeLimits, TensorEncoding, decode_tensor, encode_tensor
 from fedcore import wire
+from fedcore.layer_specs import LayerSpec
 from fedcore.models import build_model
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import tensor_pb2 as pb
-from fedprune.shrink import LayerSpec, build_from_specs, shrink_sequential
+from fedcore.reduced_model import CarrySpec, ReducedSequential
+from fedprune.shrink import shrink_sequential
 from fedserver.checkpoint import read_checkpoint
 from fedserver.store import RunStore
 
 MAGIC = b"FEDPRUNE"
-FORMAT = 1
+FORMAT = 2  # 1: linear/relu/identity specs only, as {kind, in_features, out_features}
 Params = dict[str, np.ndarray]
 
 
@@ -39,10 +41,12 @@ Params = dict[str, np.ndarray]
 class Artifact:
     model_name: str
     params: Params
-    specs: list[LayerSpec] | None = None
+    specs: tuple[LayerSpec, ...] | None = None
+    carries: tuple[CarrySpec, ...] = ()
 
     def to_torch(self) -> nn.Module:
-        model = build_from_specs(self.specs) if self.specs else build_model(self.model_name)
+        model = (ReducedSequential(self.specs, self.carries) if self.specs
+                 else build_model(self.model_name))
         set_parameters(model, self.params)
         return model.eval()
 
@@ -69,7 +73,8 @@ def write_artifact(artifact: Artifact, path: Path, *, values: str = "fp32",
     model = pb.Model(tensors=[wire.tensor_to_proto(encode_tensor(n, a, encoding, rng=rng))
                               for n, a in artifact.params.items()])
     header = {"format": FORMAT, "model_name": artifact.model_name,
-              "specs": [dataclasses.asdict(s) for s in artifact.specs] if artifact.specs else None}
+              "specs": [s.to_dict() for s in artifact.specs] if artifact.specs else None,
+              "carries": [c.to_dict() for c in artifact.carries]}
     head = json.dumps(header).encode()
     data = MAGIC + struct.pack("<I", len(head)) + head + model.SerializeToString()
     path.write_bytes(data)
@@ -84,18 +89,37 @@ def read_artifact(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> Artif
     if 12 + size > len(data):
         raise ValueError(f"{path}: truncated header")
     header = json.loads(data[12:12 + size])
-    if header.get("format") != FORMAT:
+    if header.get("format") not in (1, FORMAT):
         raise ValueError(f"{path}: unsupported artifact format {header.get('format')}")
     model = pb.Model.FromString(data[12 + size:])
     params = {t.name: decode_tensor(wire.tensor_from_proto(t), limits=limits)
               for t in model.tensors}
-    specs = [LayerSpec(**s) for s in header["specs"]] if header.get("specs") else None
-    return Artifact(model_name=header["model_name"], params=params, specs=specs)
+    try:
+        specs = _read_specs(header)
+        carries = tuple(CarrySpec.from_dict(c) for c in header.get("carries") or ())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bad layer specs in the header: {exc}") from None
+    return Artifact(model_name=header["model_name"], params=params, specs=specs,
+                    carries=carries)
 
 
-def shrunk(artifact: Artifact) -> Artifact:
-    small, specs = shrink_sequential(artifact.to_torch())
-    return Artifact(artifact.model_name, get_parameters(small), specs)
+def _read_specs(header: dict[str, Any]) -> tuple[LayerSpec, ...] | None:
+    if not header.get("specs"):
+        return None
+    if header["format"] == 1:  # unnamed Linear/ReLU chains: names are the positions
+        return tuple(LayerSpec(str(i), s["kind"], {"in_features": s["in_features"],
+                                                    "out_features": s["out_features"],
+                                                    "bias": True} if s["kind"] == "linear"
+                               else {}) for i, s in enumerate(header["specs"]))
+    return tuple(LayerSpec(str(s["name"]), str(s["kind"]), dict(s["args"]))
+                 for s in header["specs"])
+
+
+def shrunk(artifact: Artifact, *, input_shape: tuple[int, ...] = (64,)) -> Artifact:
+    """``artifact`` with its dead and constant units removed (``input_shape``: one sample)."""
+    small = shrink_sequential(artifact.to_torch(), input_shape=input_shape)
+    return Artifact(artifact.model_name, get_parameters(small), small.layer_specs,
+                    small.carry_specs)
 
 
 def count(params: Params) -> dict[str, int]:
@@ -126,7 +150,7 @@ def export_run(state_dir: Path, out: Path, *, values: str = "fp32", shrink: bool
                features: int = 64) -> dict[str, Any]:
     """Export, re-load, verify and measure; returns the numbers the CLI prints."""
     dense = load_run_model(state_dir)
-    artifact = shrunk(dense) if shrink else dense
+    artifact = shrunk(dense, input_shape=(features,)) if shrink else dense
     size = write_artifact(artifact, out, values=values)
     loaded = read_artifact(out).to_torch()
     dense_model = dense.to_torch()

@@ -31,6 +31,7 @@ class RoundInstructions:
     score_granularity: dict[str, str] = field(default_factory=dict)
     clip_norm: float = 0.0  # DP: clients clip their delta to this L2 norm (0: no clipping)
     client_noise_stddev: float = 0.0  # distributed DP: clients add N(0, s^2) after clipping
+    client_training: str = ""  # pruning: "auto" | "reduced" | "masked" ("" = auto)
 
     @property
     def side_keys(self) -> frozenset[str]:

@@ -11,7 +11,7 @@ import torch
 from fedcore.models import build_model
 from fedcore.params import get_parameters
 from fedprune.cli import main
-from fedprune.export import Artifact, export_run, read_artifact, shrunk, write_artifact
+from fedprune.export import Artifact, count, export_run, read_artifact, shrunk, write_artifact
 from fedprune.shrink import shrink_sequential
 from fedserver.model_state import ModelState, save_model_state
 from fedserver.server_optimizers import ServerSGD
@@ -44,20 +44,51 @@ def make_state(tmp: Path, params: dict[str, np.ndarray]) -> Path:
 
 def test_shrink_removes_dead_units_and_keeps_the_function() -> None:
     dense = Artifact("mlp", pruned_mlp()).to_torch()
-    small, specs = shrink_sequential(dense)
+    small = shrink_sequential(dense, input_shape=(64,))
     x = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         np.testing.assert_allclose(small(x).numpy(), dense(x).numpy(), atol=1e-5)
-    widths = [s.out_features for s in specs if s.kind == "linear"]
+    widths = [s.args["out_features"] for s in small.layer_specs if s.kind == "linear"]
     # 128 columns of fc2 survive; some of them were constant units, folded into fc2's bias.
     assert 120 <= widths[0] < 128 and widths[1:] == [128, 10]
+    assert small.carry_specs == ()
     assert sum(p.numel() for p in small.parameters()) < 0.4 * sum(
         p.numel() for p in dense.parameters())
 
 
+def pruned_cnn(channel_sparsity: float = 0.75) -> dict[str, np.ndarray]:
+    """Output channels of both convolutions zeroed (their biases stay: constant maps)."""
+    params = get_parameters(build_model("cnn"))
+    rng = np.random.default_rng(1)
+    for name in ("conv1.weight", "conv2.weight"):
+        w = params[name]
+        w[rng.permutation(w.shape[0])[: int(w.shape[0] * channel_sparsity)]] = 0
+    return params
+
+
+def test_shrink_removes_conv_channels_and_keeps_the_function(tmp_path: Path) -> None:
+    artifact = Artifact("cnn", pruned_cnn())
+    dense = artifact.to_torch()
+    small = shrunk(artifact)
+    convs = [s.args for s in small.specs if s.kind == "conv2d"]
+    assert [(c["in_channels"], c["out_channels"]) for c in convs] == [(1, 4), (4, 8)]
+    fc = next(s.args for s in small.specs if s.kind == "linear")
+    assert fc["in_features"] == 8 * 16  # the flatten boundary lost the dead channels' blocks
+    write_artifact(small, tmp_path / "cnn.fpm")
+    loaded = read_artifact(tmp_path / "cnn.fpm").to_torch()
+    x = torch.rand(32, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        np.testing.assert_allclose(loaded(x).numpy(), dense(x).numpy(), atol=1e-5)
+    assert count(small.params)["parameters"] < 0.45 * count(artifact.params)["parameters"]
+
+
 def test_shrink_rejects_unsupported_models() -> None:
-    with pytest.raises(ValueError, match="Linear and ReLU"):
-        shrink_sequential(build_model("cnn"))
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4),
+                                torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="buffers"):
+        shrink_sequential(model, input_shape=(4,))
+    with pytest.raises(ValueError, match="nn.Sequential"):
+        shrink_sequential(torch.nn.Linear(3, 2), input_shape=(3,))
 
 
 @pytest.mark.parametrize("values,atol", [("fp32", 0.0), ("int8", 0.05)])

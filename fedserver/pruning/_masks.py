@@ -30,6 +30,8 @@ SCORE_SHAPES: Mapping[str, Callable[[tuple[int, ...]], tuple[int, ...]]] = Mappi
     "unstructured": lambda shape: shape,
     "rows": lambda shape: (shape[0],),
     "columns": lambda shape: (shape[1],),
+    "half-rows": lambda shape: (shape[0], 2),
+    "half-columns": lambda shape: (2, shape[1]),
     "channels": lambda shape: (shape[0],),
 })
 
