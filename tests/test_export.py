@@ -10,6 +10,7 @@ import torch
 
 from fedcore.models import build_model
 from fedcore.params import get_parameters
+from fedcore.pb import tensor_pb2 as pb
 from fedprune.cli import main
 from fedprune.export import Artifact, count, export_run, read_artifact, shrunk, write_artifact
 from fedprune.shrink import shrink_sequential
@@ -125,3 +126,31 @@ def test_bad_artifact_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "bad.fpm").write_bytes(b"NOTFEDPR" + bytes(20))
     with pytest.raises(ValueError, match="not a fedprune artifact"):
         read_artifact(tmp_path / "bad.fpm")
+
+
+def test_format_1_artifact_still_loads(tmp_path: Path) -> None:
+    """Artifacts written before layer specs had names and args (linear/relu chains)."""
+    import json
+    import struct
+
+    small = shrunk(Artifact("mlp", pruned_mlp()))
+    write_artifact(small, tmp_path / "new.fpm")
+    data = (tmp_path / "new.fpm").read_bytes()
+    (size,) = struct.unpack("<I", data[8:12])
+    header = json.loads(data[12:12 + size])
+    old = {"format": 1, "model_name": "mlp", "specs": [
+        {"kind": s.kind, "in_features": s.args.get("in_features", 0),
+         "out_features": s.args.get("out_features", 0)} for s in small.specs]}
+    renamed = {f"{i}.{k.split('.')[1]}": k for i, s in enumerate(small.specs)
+               for k in small.params if k.split(".")[0] == s.name}
+    assert header["format"] == 2 and len(renamed) == 6
+    model = pb.Model.FromString(data[12 + size:])
+    for tensor in model.tensors:  # format 1 named tensors by position
+        tensor.name = next(new for new, old_name in renamed.items() if old_name == tensor.name)
+    head = json.dumps(old).encode()
+    (tmp_path / "old.fpm").write_bytes(data[:8] + struct.pack("<I", len(head)) + head
+                                       + model.SerializeToString())
+    x = torch.rand(8, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        np.testing.assert_allclose(read_artifact(tmp_path / "old.fpm").to_torch()(x).numpy(),
+                                   small.to_torch()(x).numpy(), atol=1e-6)
