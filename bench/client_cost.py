@@ -31,6 +31,7 @@ round runner and the clients' own code in-process, ``fedprune.emulation``) with
 rounds 1-25: final accuracy and the clients' summed local CPU time.
 
     python bench/client_cost.py [--quick] [--no-accuracy] [--out bench/out/client-cost]
+    python bench/client_cost.py --wide-rounds 10   # W5: masked vs reduced federation at 80%
 """
 
 from __future__ import annotations
@@ -172,8 +173,10 @@ def cost_table(cells: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def federation(client_training: str, sparsity: float, *, rounds: int) -> dict[str, Any]:
-    """One emulated W1 federation under structured columns at ``sparsity``."""
+def federation(client_training: str, sparsity: float, *, rounds: int,
+               model: str = "mlp") -> dict[str, Any]:
+    """One emulated W1 federation (or W5 with ``model="mlp-wide"``) under structured
+    columns at ``sparsity``."""
     from fedcore import config as config_io
     from fedcore.datasets import DataSpec, load_client_data
     from fedprune.emulation import Emulation
@@ -185,15 +188,16 @@ def federation(client_training: str, sparsity: float, *, rounds: int) -> dict[st
                "prune_every": 3, "initial_sparsity": sparsity / 2,
                "target_sparsity": sparsity, "exclude": ["fc1.weight"],
                "client_training": client_training}
-    config = config_io.build(ServerConfig, {"pruning": pruning, "round": {
-        "rounds": rounds, "clients_per_round": 10}})
+    config = config_io.build(ServerConfig, {"pruning": pruning, "training": {"model": model},
+                                            "round": {"rounds": rounds, "clients_per_round": 10}})
     data = [load_client_data(DataSpec(partition=i, num_partitions=10, alpha=0.5))
             for i in range(10)]
-    emulation = Emulation(config, data, evaluator=ServerEvaluator(model_name="mlp",
+    emulation = Emulation(config, data, evaluator=ServerEvaluator(model_name=model,
                                                                   test_set="digits"))
     cpu = time.process_time()
     records = emulation.run(rounds)
-    return {"client_training": client_training, "sparsity": sparsity,
+    return {"model": model, "rounds": rounds, "client_training": client_training,
+            "sparsity": sparsity,
             "final_accuracy": records[-1]["accuracy"], "process_cpu_s": time.process_time() - cpu,
             "final_sparsity": records[-1]["sparsity"]}
 
@@ -217,6 +221,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "out" / "client-cost"))
     parser.add_argument("--quick", action="store_true", help="80%% only, 6 federated rounds")
     parser.add_argument("--no-accuracy", action="store_true")
+    parser.add_argument("--wide-rounds", type=int, default=0, metavar="R",
+                        help="only the W5 accuracy check: masked vs reduced at 80%%, R rounds")
     args = parser.parse_args()
     if args.child:
         workload, mode, sparsity = args.child
@@ -224,6 +230,12 @@ def main() -> None:
         return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.wide_rounds:
+        runs = [federation(mode, 0.8, rounds=args.wide_rounds, model="mlp-wide")
+                for mode in ("masked", "reduced")]
+        (out / "federations-wide.json").write_text(json.dumps(runs, indent=1))
+        print(accuracy_table(runs))
+        return
     sparsities = (0.8,) if args.quick else SPARSITIES
     cells = []
     for workload in WORKLOADS:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -105,7 +105,6 @@ class StructurePlan:
     boundaries: tuple[Boundary, ...]
     dense_size: int = 0
     reduced_size: int = 0
-    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # dense shapes
 
     @property
     def removed_units(self) -> int:
@@ -285,4 +284,4 @@ def _finish(model: nn.Module, layers: list[LayerSpec], carries: list[CarrySpec],
         layers=tuple(layers), carries=tuple(carries), slices=slices, residual=residual,
         passive=passive, boundaries=tuple(boundaries),
         dense_size=sum(math.prod(s) for s in shapes.values()),
-        reduced_size=sum(int(c.sum()) for c in covered.values()), shapes=shapes)
+        reduced_size=sum(int(c.sum()) for c in covered.values()))
