@@ -14,10 +14,12 @@ coordinator's ``pruning.client_training``) chooses, when the task carries a mask
   the other pruned halves stay masked inside the reduced model. An unstructured mask
   trains masked even when a few units happen to die.
 
-Both give the same delta within float rounding (:mod:`fedcore.reduced_training`). When a
-mode other than ``"masked"`` ends up masked, the reason is logged and the update's metrics
-carry ``masked_fallback = 1``; every masked task reports ``reduced_training`` (1 or 0) and,
-when reduced, ``reduced_size_fraction`` (reduced parameters / dense parameters).
+An unknown mode (the field comes from the coordinator) trains masked, which is always a
+valid update, and is reported as a fallback. Both give the same delta within float
+rounding (:mod:`fedcore.reduced_training`). When a mode other than ``"masked"`` ends up
+masked, the reason is logged and the update's metrics carry ``masked_fallback = 1``;
+every masked task reports ``reduced_training`` (1 or 0) and, when reduced,
+``reduced_size_fraction`` (reduced parameters / dense parameters).
 """
 
 from __future__ import annotations
@@ -78,11 +80,10 @@ def train_update(model: nn.Module, global_params: Mapping[str, np.ndarray],
                  ) -> LocalUpdate:
     """Train one task from ``global_params`` (see the module docstring for ``mode``)."""
     mode = mode or "auto"
-    if mode not in CLIENT_TRAINING_MODES:
-        raise ValueError(f"client_training must be one of {CLIENT_TRAINING_MODES}, "
-                         f"got {mode!r}")
     plan: StructurePlan | str = "masked training requested"
-    if masks is not None and mode != "masked":
+    if mode not in CLIENT_TRAINING_MODES:  # e.g. from a newer coordinator: masked is always valid
+        plan = f"unknown client_training {mode[:40]!r} (known: {CLIENT_TRAINING_MODES})"
+    elif masks is not None and mode != "masked":
         plan = _reduced_plan(model, global_params, masks, dataset, config, mode=mode,
                              proximal_mu=proximal_mu)
     if isinstance(plan, StructurePlan):
@@ -100,7 +101,7 @@ def train_update(model: nn.Module, global_params: Mapping[str, np.ndarray],
     delta = {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}
     metrics = {} if masks is None else {"reduced_training": 0.0}
     if masks is not None and mode != "masked":
-        level = logging.WARNING if mode == "reduced" else logging.INFO
+        level = logging.INFO if mode == "auto" else logging.WARNING
         log.log(level, "client_training=%s falls back to masked dense training: %s", mode, plan)
         metrics["masked_fallback"] = 1.0
     return LocalUpdate(delta, result, metrics, reduced=False)

@@ -142,6 +142,12 @@ def test_unstructured_mask_falls_back_and_says_so(data, caplog) -> None:  # type
         np.testing.assert_array_equal(outcome.delta[name][~mask], -params[name][~mask])
 
 
+def test_unknown_mode_from_the_coordinator_trains_masked_and_says_so(data) -> None:
+    params, masks = pulled_and_masks("mlp", MLP_COLUMNS)
+    update = train_update(build_model("mlp"), params, masks, data.train, CONFIG, mode="tiny")
+    assert not update.reduced and update.metrics["masked_fallback"] == 1.0
+
+
 def test_client_training_is_validated_and_not_part_of_the_mask_settings() -> None:
     with pytest.raises(ValueError, match="^client_training"):
         PruningConfig(client_training="tiny")
