@@ -3,8 +3,10 @@
 Kept apart from the RPC loop (``fedclient.daemon``) so it is plain torch + numpy. The
 update is ``local - global`` per tensor; under a mask it is exactly zero at pruned
 positions (masked training guarantees it, and the encoder sends only kept positions).
-The task decides the training hooks: a mask enforcer when the task has masks, a FedProx
-:class:`ProximalTerm` anchored at the pulled global model when ``proximal_mu > 0``.
+The task decides how it is trained (:func:`fedcore.client_training.train_update`): under a
+mask, the physically reduced model or the dense model with a mask enforcer, as the task's
+``client_training`` says; a FedProx term anchored at the pulled global model when
+``proximal_mu > 0``.
 
 EVALUATE tasks score the global model on the client's held-out split (``data.val``), which
 exists only when ``data.val_fraction > 0``. With no hold-out (the default, W1: clients
@@ -25,16 +27,14 @@ from fedclient.attack import claimed_examples, poisoned_delta, training_data
 from fedclient.config import AttackConfig
 from fedclient.personal_layers import PersonalLayers
 from fedcompression import group_scores
+from fedcore.client_training import train_update
 from fedcore.datasets import ClientData
-from fedcore.masking import mask_hooks
 from fedcore.models import ModelNotAllowed, build_model, check_allowed
 from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
-from fedcore.proximal import ProximalTerm
 from fedcore.secure_noise import SecureGaussian
 from fedcore.text import clip
-from fedcore.train_hooks import TrainHook
 from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
 
 __all__ = ["LocalWorker", "ModelNotAllowed", "NonFiniteUpdate", "TrainOutcome"]
@@ -48,15 +48,6 @@ class TrainOutcome:
     scores: Params | None
     num_examples: int
     metrics: dict[str, float]
-
-
-def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params: Params,
-                 masks: Mapping[str, np.ndarray] | None) -> list[TrainHook]:
-    """The task's hooks: the mask enforcer (if masked), then FedProx (if ``proximal_mu > 0``)."""
-    hooks = mask_hooks(model, masks)
-    if t.proximal_mu > 0:
-        hooks.append(ProximalTerm(mu=t.proximal_mu, reference_params=global_params))
-    return hooks
 
 
 def _train_config(t: cpb.TrainInstructions, *, seed: int, epochs: int = 0) -> TrainConfig:
@@ -124,16 +115,21 @@ class LocalWorker:
         train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
         before = (evaluate(model, train, batch_size=256).loss if t.report_initial_loss
                   else None)  # q-FFL: the pulled model's loss here
-        result = train_local(model, train, _train_config(t, seed=self._seed + int(task.round)),
-                             hooks=_train_hooks(model, t, start_params, masks))
-        local = get_parameters(model)
-        self.personal.keep(local, personal)
+        update = train_update(model, start_params, masks, train,
+                              _train_config(t, seed=self._seed + int(task.round)),
+                              mode=t.client_training, proximal_mu=t.proximal_mu)
+        result = update.result
+        trained = {n: start_params[n] + update.delta[n] for n in start_params}
+        self.personal.keep(trained, personal)
+        if t.compute_scores and update.reduced:  # scores are taken on the trained dense model
+            set_parameters(model, trained)
         delta = self.personal.shared_delta(
-            {n: (local[n] - global_params[n]).astype(np.float32) for n in global_params}, personal)
+            {n: (trained[n] - global_params[n]).astype(np.float32) for n in global_params},
+            personal)
         delta = poisoned_delta(self.attack, delta)
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
-                   "train_seconds": time.perf_counter() - start}
+                   "train_seconds": time.perf_counter() - start, **update.metrics}
         if before is not None:
             metrics["initial_loss"] = float(before)
         if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding

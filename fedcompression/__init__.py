@@ -43,7 +43,13 @@ from .limits import DecodeLimits
 from .mask import decode_mask, encode_mask
 from .mask_delta import apply_mask_delta, encode_mask_delta, is_shrink
 from .payload import EncodedMaskTensor, EncodedTensor
-from .pruning import allocate_masks, group_scores, magnitude_scores, mask_from_scores
+from .pruning import (
+    allocate_masks,
+    group_scores,
+    magnitude_scores,
+    mask_from_scores,
+    structured_granularity,
+)
 from .quantize import dequantize, quantize
 from .registry import codec_class, get_codec, register, registered_ids
 from .tensor import decode_tensor, encode_tensor
@@ -54,5 +60,6 @@ __all__ = [
     "allocate_masks", "apply_mask_delta", "codec_class", "decode_mask", "decode_tensor", "dequantize",
     "empirical_entropy_bits", "encode_mask", "encode_mask_delta", "encode_tensor", "entropy_bound_bits",
     "get_codec", "group_scores", "is_shrink", "kmeans_1d", "magnitude_scores", "mask_from_scores",
+    "structured_granularity",
     "pack_bits", "payload_nbytes", "quantize", "register", "registered_ids", "unpack_bits",
 ]

@@ -6,12 +6,17 @@ Granularity decides what one pruning decision removes:
 * ``"rows"`` -- rows of a 2-D linear weight in torch layout ``[out, in]`` (one output
   neuron each), scored by the row's L2 norm;
 * ``"columns"`` -- columns of a 2-D weight (one input feature each), column L2 norm;
+* ``"half-rows"`` / ``"half-columns"`` -- the paper's half patterns: each row of a 2-D
+  weight split into its first ``ceil(in / 2)`` and its remaining columns (group shape
+  ``(out, 2)``), or each column split at row ``ceil(out / 2)`` (group shape ``(2, in)``);
+  L2 norm of each half. A half row removes half of a neuron's inputs, not the neuron; a
+  neuron is gone only when both of its halves are pruned;
 * ``"channels"`` -- output channels (axis 0) of a conv weight ``[out, in, *kernel]`` (or
   any >= 2-D weight), L2 norm over the other axes.
 
-Group scores have the *group shape* (``shape`` itself, ``(out,)``, ``(in,)`` or
-``(out,)``). Masks are always bool arrays of the full tensor shape (group decisions
-broadcast to their elements); ``True`` = kept.
+Group scores have the *group shape* (``shape`` itself, ``(out,)``, ``(in,)``,
+``(out, 2)``, ``(2, in)`` or ``(out,)``). Masks are always bool arrays of the full
+tensor shape (group decisions broadcast to their elements); ``True`` = kept.
 
 Ties are broken deterministically: among equal scores the lower flat group index (and,
 for global allocation, the earlier tensor in the dict) is kept first.
@@ -35,7 +40,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-GRANULARITIES = ("unstructured", "rows", "columns", "channels")
+GRANULARITIES = ("unstructured", "rows", "columns", "half-rows", "half-columns", "channels")
+_HALVES = {"half-rows": 1, "half-columns": 0}  # the axis that is cut in two
 
 
 def magnitude_scores(array: np.ndarray) -> np.ndarray:
@@ -48,7 +54,15 @@ def group_shape(shape: tuple[int, ...], granularity: str) -> tuple[int, ...]:
     _check_granularity(granularity, shape)
     if granularity == "unstructured":
         return tuple(shape)
+    if granularity in _HALVES:
+        return (shape[0], 2) if granularity == "half-rows" else (2, shape[1])
     return (shape[1],) if granularity == "columns" else (shape[0],)
+
+
+def _half_index(shape: tuple[int, ...], granularity: str) -> np.ndarray:
+    """0 or 1 per position along the cut axis: which half it belongs to."""
+    n = shape[_HALVES[granularity]]
+    return (np.arange(n) >= (n + 1) // 2).astype(np.intp)
 
 
 def group_scores(array: np.ndarray, granularity: str) -> np.ndarray:
@@ -57,6 +71,10 @@ def group_scores(array: np.ndarray, granularity: str) -> np.ndarray:
     _check_granularity(granularity, w.shape)
     if granularity == "unstructured":
         return np.abs(w)
+    if granularity in _HALVES:
+        axis, half = _HALVES[granularity], _half_index(w.shape, granularity)
+        sums = [np.sum(np.compress(half == h, w * w, axis=axis), axis=axis) for h in (0, 1)]
+        return np.sqrt(np.stack(sums, axis=axis))
     axes = (0,) if granularity == "columns" else tuple(range(1, w.ndim))
     return np.sqrt(np.sum(w * w, axis=axes))
 
@@ -65,11 +83,32 @@ def expand_group_mask(group_mask: np.ndarray, shape: tuple[int, ...], granularit
                       ) -> np.ndarray:
     """Broadcast a group mask to a bool element mask of ``shape``."""
     gm = np.asarray(group_mask, dtype=bool).reshape(group_shape(shape, granularity))
+    if granularity in _HALVES:
+        return np.ascontiguousarray(np.take(gm, _half_index(shape, granularity),
+                                            axis=_HALVES[granularity]))
     if granularity == "columns":
         gm = gm[None, :]
     elif granularity != "unstructured":
         gm = gm.reshape((-1,) + (1,) * (len(shape) - 1))
     return np.ascontiguousarray(np.broadcast_to(gm, shape))
+
+
+def structured_granularity(mask: np.ndarray) -> str:
+    """The first structured granularity whose whole groups make up ``mask``, else
+    ``"unstructured"``: ``"channels"`` for a >2-D mask, then ``"rows"``, ``"columns"``,
+    ``"half-rows"``, ``"half-columns"`` for a 2-D one (an all-kept mask is ``"rows"``).
+
+    >>> structured_granularity(np.array([[True, False], [True, False]]))
+    'columns'
+    """
+    m = np.asarray(mask, dtype=bool)
+    candidates = ("channels",) if m.ndim > 2 else (
+        ("rows", "columns", "half-rows", "half-columns") if m.ndim == 2 else ())
+    for granularity in candidates:
+        groups = group_scores(m.astype(np.float64), granularity) > 0
+        if np.array_equal(expand_group_mask(groups, m.shape, granularity), m):
+            return granularity
+    return "unstructured"
 
 
 def mask_from_scores(scores: np.ndarray, sparsity: float, granularity: str,
@@ -141,7 +180,7 @@ _ALLOCATIONS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
 def _check_granularity(granularity: str, shape: tuple[int, ...]) -> None:
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    if granularity in ("rows", "columns") and len(shape) != 2:
+    if granularity in ("rows", "columns", *_HALVES) and len(shape) != 2:
         raise ValueError(f"{granularity} pruning needs a 2-D weight, got shape {shape}")
     if granularity == "channels" and len(shape) < 2:
         raise ValueError(f"channel pruning needs a >= 2-D weight, got shape {shape}")

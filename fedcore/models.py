@@ -23,7 +23,9 @@ Contract:
   known names.
 
 Built-ins take 64 input features and produce 10 logits (the W1 digits task):
-``"mlp"`` = 64 -> 256 -> 256 -> 10 with ReLU (85,002 parameters) and ``"cnn"`` = the 64
+``"mlp"`` = 64 -> 256 -> 256 -> 10 with ReLU (85,002 parameters), ``"mlp-wide"`` =
+64 -> 2048 -> 2048 -> 10 with ReLU (4,349,962 parameters; workload W5, where the client
+cost of structured pruning is visible) and ``"cnn"`` = the 64
 features seen as a 1x8x8 image, conv 1->16 3x3, conv 16->32 3x3, 2x2 max-pool, linear
 512 -> 10 (no BatchNorm, so every tensor is a weight or a bias).
 """
@@ -76,6 +78,18 @@ def _mlp() -> nn.Module:
     )
 
 
+def _mlp_wide() -> nn.Module:
+    return nn.Sequential(
+        OrderedDict(
+            fc1=nn.Linear(64, 2048),
+            relu1=nn.ReLU(),
+            fc2=nn.Linear(2048, 2048),
+            relu2=nn.ReLU(),
+            fc3=nn.Linear(2048, 10),
+        )
+    )
+
+
 def _cnn() -> nn.Module:
     return nn.Sequential(
         OrderedDict(
@@ -91,7 +105,7 @@ def _cnn() -> nn.Module:
     )
 
 
-_REGISTRY: dict[str, ModelFactory] = {"mlp": _mlp, "cnn": _cnn}
+_REGISTRY: dict[str, ModelFactory] = {"mlp": _mlp, "mlp-wide": _mlp_wide, "cnn": _cnn}
 _LOCK = threading.RLock()  # re-entrant: a factory may itself call build_model
 
 

@@ -1,8 +1,9 @@
 """Export a trained global model as a compact artifact, loadable back into torch.
 
 Artifact layout (``.fpm``): the 8 bytes ``FEDPRUNE``, a little-endian uint32 length, a
-UTF-8 JSON header (format version, model name, layer specs when the model was shrunk),
-then one serialized ``fedprune.v1.Model`` message — the same tensor formats as on the wire,
+UTF-8 JSON header (format version, model name, and when the model was shrunk its layer
+specs and carries, :mod:`fedcore.layer_specs` / :mod:`fedcore.reduced_model`), then one
+serialized ``fedprune.v1.Model`` message — the same tensor formats as on the wire,
 with explicit positions (bitmap or delta varints, whichever is smaller) so the file is
 self-contained. No pickle is written or read.
 
@@ -14,7 +15,6 @@ fixed table of torch layers), or an entry point the *loader* lists in ``allowed_
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import struct
 import time
@@ -28,15 +28,17 @@ from torch import nn
 
 from fedcompression import DecodeLimits, TensorEncoding, decode_tensor, encode_tensor
 from fedcore import wire
+from fedcore.layer_specs import LayerSpec
 from fedcore.models import build_model
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import tensor_pb2 as pb
-from fedprune.shrink import LayerSpec, build_from_specs, shrink_sequential
+from fedcore.reduced_model import CarrySpec, ReducedSequential
+from fedprune.shrink import shrink_sequential
 from fedserver.checkpoint import read_checkpoint
 from fedserver.store import RunStore
 
 MAGIC = b"FEDPRUNE"
-FORMAT = 1
+FORMAT = 2  # 1: linear/relu/identity specs only, as {kind, in_features, out_features}
 Params = dict[str, np.ndarray]
 
 
@@ -44,15 +46,16 @@ Params = dict[str, np.ndarray]
 class Artifact:
     model_name: str
     params: Params
-    specs: list[LayerSpec] | None = None
+    specs: tuple[LayerSpec, ...] | None = None
+    carries: tuple[CarrySpec, ...] = ()
     own_config: bool = False  # model_name comes from the operator's run config, not a file
 
     def to_torch(self, *, allowed_models: tuple[str, ...] = ()) -> nn.Module:
         """The torch module with these weights; ``allowed_models``: the entry points the
         caller trusts (a name read from a file is not trusted by itself)."""
         allowed = None if self.own_config else allowed_models
-        model = build_from_specs(self.specs) if self.specs else build_model(
-            self.model_name, allowed=allowed, named_by="the artifact")
+        model = (ReducedSequential(self.specs, self.carries) if self.specs
+                 else build_model(self.model_name, allowed=allowed, named_by="the artifact"))
         set_parameters(model, self.params)
         return model.eval()
 
@@ -79,7 +82,8 @@ def write_artifact(artifact: Artifact, path: Path, *, values: str = "fp32",
     model = pb.Model(tensors=[wire.tensor_to_proto(encode_tensor(n, a, encoding, rng=rng))
                               for n, a in artifact.params.items()])
     header = {"format": FORMAT, "model_name": artifact.model_name,
-              "specs": [dataclasses.asdict(s) for s in artifact.specs] if artifact.specs else None}
+              "specs": [s.to_dict() for s in artifact.specs] if artifact.specs else None,
+              "carries": [c.to_dict() for c in artifact.carries]}
     head = json.dumps(header).encode()
     data = MAGIC + struct.pack("<I", len(head)) + head + model.SerializeToString()
     path.write_bytes(data)
@@ -97,32 +101,52 @@ def read_artifact(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> Artif
         header = json.loads(data[12:12 + size])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError(f"{path}: the header is not JSON") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported artifact format")
+    if not isinstance(header, dict) or header.get("format") not in (1, FORMAT):
+        raise ValueError(f"{path}: unsupported artifact format "
+                         f"{header.get('format') if isinstance(header, dict) else None}")
     _check_header(path, header)
     model = pb.Model.FromString(data[12 + size:])
     params = {t.name: decode_tensor(wire.tensor_from_proto(t), limits=limits)
               for t in model.tensors}
-    specs = [LayerSpec(**s) for s in header["specs"]] if header.get("specs") else None
-    return Artifact(model_name=header["model_name"], params=params, specs=specs)
+    try:
+        specs = _read_specs(header)
+        carries = tuple(CarrySpec.from_dict(c) for c in header.get("carries") or ())
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: bad layer specs in the header: {exc}") from None
+    return Artifact(model_name=header["model_name"], params=params, specs=specs,
+                    carries=carries)
 
 
 def _check_header(path: Path, header: dict[str, Any]) -> None:
-    """Types only: the values are data, never resolved to code here."""
-    specs = header.get("specs")
-    ok = isinstance(header.get("model_name"), str) and (specs is None or (
-        isinstance(specs, list) and all(
-            isinstance(s, dict) and set(s) <= {"kind", "in_features", "out_features"}
-            and isinstance(s.get("kind"), str)
-            and all(isinstance(s.get(k, 0), int) for k in ("in_features", "out_features"))
-            for s in specs)))
+    """Types only: the values are data, never resolved to code here (the layer specs are
+    built from a fixed table of torch layers)."""
+    specs, carries = header.get("specs"), header.get("carries")
+    ok = (isinstance(header.get("model_name"), str)
+          and (specs is None or (isinstance(specs, list)
+                                 and all(isinstance(s, dict) for s in specs)))
+          and (carries is None or (isinstance(carries, list)
+                                   and all(isinstance(c, dict) for c in carries))))
     if not ok:
         raise ValueError(f"{path}: malformed artifact header")
 
 
-def shrunk(artifact: Artifact) -> Artifact:
-    small, specs = shrink_sequential(artifact.to_torch())
-    return Artifact(artifact.model_name, get_parameters(small), specs, artifact.own_config)
+def _read_specs(header: dict[str, Any]) -> tuple[LayerSpec, ...] | None:
+    if not header.get("specs"):
+        return None
+    if header["format"] == 1:  # unnamed Linear/ReLU chains: names are the positions
+        return tuple(LayerSpec(str(i), s["kind"], {"in_features": s["in_features"],
+                                                    "out_features": s["out_features"],
+                                                    "bias": True} if s["kind"] == "linear"
+                               else {}) for i, s in enumerate(header["specs"]))
+    return tuple(LayerSpec(str(s["name"]), str(s["kind"]), dict(s["args"]))
+                 for s in header["specs"])
+
+
+def shrunk(artifact: Artifact, *, input_shape: tuple[int, ...] = (64,)) -> Artifact:
+    """``artifact`` with its dead and constant units removed (``input_shape``: one sample)."""
+    small = shrink_sequential(artifact.to_torch(), input_shape=input_shape)
+    return Artifact(artifact.model_name, get_parameters(small), small.layer_specs,
+                    small.carry_specs, artifact.own_config)
 
 
 def count(params: Params) -> dict[str, int]:
@@ -153,7 +177,7 @@ def export_run(state_dir: Path, out: Path, *, values: str = "fp32", shrink: bool
                features: int = 64) -> dict[str, Any]:
     """Export, re-load, verify and measure; returns the numbers the CLI prints."""
     dense = load_run_model(state_dir)
-    artifact = shrunk(dense) if shrink else dense
+    artifact = shrunk(dense, input_shape=(features,)) if shrink else dense
     size = write_artifact(artifact, out, values=values)
     loaded = read_artifact(out).to_torch(allowed_models=(dense.model_name,))  # the run's own
     dense_model = dense.to_torch()

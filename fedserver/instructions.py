@@ -34,6 +34,7 @@ class RoundInstructions:
     personal_layers: tuple[str, ...] = ()  # FedPer: tensors that never leave the clients
     finetune_epochs: int = 0  # FedAvg + FT: fine-tuning epochs before personalized evaluation
     report_initial_loss: bool = False  # q-FFL: clients report the pulled model's local loss
+    client_training: str = ""  # pruning: "auto" | "reduced" | "masked" ("" = auto)
 
     @property
     def side_keys(self) -> frozenset[str]:

@@ -59,4 +59,4 @@ class TaskFactory:
             compute_scores=instr.compute_scores, score_kind=instr.score_kind,
             score_granularity=instr.score_granularity, clip_norm=instr.clip_norm,
             noise_stddev=instr.client_noise_stddev, personal_layers=instr.personal_layers,
-            report_initial_loss=instr.report_initial_loss)
+            report_initial_loss=instr.report_initial_loss, client_training=instr.client_training)

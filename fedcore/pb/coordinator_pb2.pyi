@@ -93,7 +93,7 @@ class Encoding(_message.Message):
     def __init__(self, values: _Optional[_Union[ValueCodec, str]] = ..., clusters: _Optional[int] = ..., zstd: _Optional[bool] = ...) -> None: ...
 
 class TrainInstructions(_message.Message):
-    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev", "personal_layers", "report_initial_loss")
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev", "personal_layers", "report_initial_loss", "client_training")
     class ScoreGranularityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class TrainInstructions(_message.Message):
     NOISE_STDDEV_FIELD_NUMBER: _ClassVar[int]
     PERSONAL_LAYERS_FIELD_NUMBER: _ClassVar[int]
     REPORT_INITIAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TRAINING_FIELD_NUMBER: _ClassVar[int]
     local_epochs: int
     batch_size: int
     learning_rate: float
@@ -127,7 +128,8 @@ class TrainInstructions(_message.Message):
     noise_stddev: float
     personal_layers: _containers.RepeatedScalarFieldContainer[str]
     report_initial_loss: bool
-    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ..., personal_layers: _Optional[_Iterable[str]] = ..., report_initial_loss: _Optional[bool] = ...) -> None: ...
+    client_training: str
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ..., personal_layers: _Optional[_Iterable[str]] = ..., report_initial_loss: _Optional[bool] = ..., client_training: _Optional[str] = ...) -> None: ...
 
 class EvaluateInstructions(_message.Message):
     __slots__ = ("batch_size", "finetune_epochs", "personal_layers")

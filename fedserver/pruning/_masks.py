@@ -5,7 +5,8 @@ Masks are ``bool`` arrays of the tensor's shape, ``True`` = kept. The score math
 decides which granularity applies to which tensor and checks what comes back.
 
 Granularity per tensor: ``"unstructured"`` for every tensor, or, when structured, the
-configured axis (``"columns"``/``"rows"``) for 2-D ``[out, in]`` weights and
+configured axis (``"columns"``, ``"rows"``, ``"half-columns"``, ``"half-rows"``) for 2-D
+``[out, in]`` weights and
 ``"channels"`` (axis 0) for convolution weights (3-D to 5-D). ``allocate_masks`` takes one
 granularity, so tensors are allocated per granularity class: with ``"global"`` allocation
 and a model holding both linear and convolution weights, the ranking is global within each
@@ -30,6 +31,8 @@ SCORE_SHAPES: Mapping[str, Callable[[tuple[int, ...]], tuple[int, ...]]] = Mappi
     "unstructured": lambda shape: shape,
     "rows": lambda shape: (shape[0],),
     "columns": lambda shape: (shape[1],),
+    "half-rows": lambda shape: (shape[0], 2),
+    "half-columns": lambda shape: (2, shape[1]),
     "channels": lambda shape: (shape[0],),
 })
 

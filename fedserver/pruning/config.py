@@ -35,9 +35,10 @@ MAX_SPARSITY = 0.99  # a fully pruned tensor cannot be trained or exported
 
 Scheme = Literal["server-mask", "client-scores"]
 Granularity = Literal["unstructured", "structured"]
-StructuredAxis = Literal["columns", "rows"]
+StructuredAxis = Literal["columns", "rows", "half-columns", "half-rows"]
 Allocation = Literal["uniform", "global"]
 ScoreKind = Literal["magnitude", "saliency"]
+ClientTraining = Literal["auto", "reduced", "masked"]
 
 
 def _choice(key: str, value: object, allowed: tuple[str, ...] | list[str]) -> None:
@@ -64,7 +65,13 @@ class PruningConfig:
     (``score_kind``), using ``combine`` (``"weighted-sum"`` or ``"vote"``).
     ``granularity="structured"`` prunes whole ``structured_axis`` groups of 2-D ``[out, in]``
     weights (columns by default: the paper found column pruning best) and whole output
-    channels of convolution weights. ``vote_top_fraction=None`` lets each client vote for
+    channels of convolution weights; ``"half-columns"`` / ``"half-rows"`` prune each half of a
+    column / row on its own (the paper's half patterns). ``client_training`` tells clients
+    how to train under the mask (``fedcore.client_training``: ``"auto"`` trains the
+    physically reduced model when the mask removes whole units, ``"reduced"`` whenever the
+    model can be sliced, ``"masked"`` always the masked dense model); it changes the
+    update only by float rounding, so it is not part of the checkpointed configuration.
+    ``vote_top_fraction=None`` lets each client vote for
     the top ``1 − sparsity`` groups of the mask step being voted on.
     """
 
@@ -86,6 +93,7 @@ class PruningConfig:
     # Weight tensors never pruned, e.g. the first layer under structured column pruning
     # (its columns are the model's input features).
     exclude: tuple[str, ...] = ()
+    client_training: ClientTraining = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", tuple(str(name) for name in self.exclude))
@@ -104,6 +112,7 @@ class PruningConfig:
         _choice("allocation", self.allocation, get_args(Allocation))
         _choice("schedule", self.schedule, list(SCHEDULES))
         _choice("score_kind", self.score_kind, get_args(ScoreKind))
+        _choice("client_training", self.client_training, get_args(ClientTraining))
         _choice("combine", self.combine, list(COMBINERS))
         if self.scheme == "server-mask" and self.score_kind != "magnitude":
             raise ValueError("score_kind must be 'magnitude' with scheme 'server-mask' "
@@ -154,3 +163,10 @@ class PruningConfig:
         """Plain TOML/JSON-ready values; ``None`` values are omitted."""
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def mask_settings(self) -> dict[str, Any]:
+        """``to_dict()`` without ``client_training``: the settings that decide the masks,
+        which checkpoints record and a resume must match."""
+        settings = self.to_dict()
+        settings.pop("client_training")
+        return settings

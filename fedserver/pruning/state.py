@@ -44,7 +44,7 @@ def controller_state(*, config: PruningConfig, shapes: Mapping[str, tuple[int, .
                      last_round: int, sparsity: float, mask_id: str,
                      masks: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
     return {
-        "mechanism": MECHANISM, "version": STATE_VERSION, "config": config.to_dict(),
+        "mechanism": MECHANISM, "version": STATE_VERSION, "config": config.mask_settings(),
         "prunable": {name: list(shape) for name, shape in shapes.items()},
         "last_round": last_round, "sparsity": sparsity, "mask_id": mask_id,
         "masks": None if masks is None else {n: _masks.mask_to_text(m) for n, m in masks.items()},
@@ -62,7 +62,7 @@ def _check_header(d: Mapping[str, Any], config: PruningConfig,
     if d["mechanism"] != MECHANISM or d["version"] != STATE_VERSION:
         raise ValueError(f"mechanism: state is from {d['mechanism']!r} v{d['version']!r}, "
                          f"expected {MECHANISM!r} v{STATE_VERSION}")
-    mine, theirs = config.to_dict(), d["config"]
+    mine, theirs = config.mask_settings(), d["config"]
     if not isinstance(theirs, Mapping):
         raise ValueError("config: must be a mapping")
     for key in sorted(set(mine) | set(theirs)):

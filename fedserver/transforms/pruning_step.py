@@ -31,7 +31,8 @@ class PruningStep:
 
     def instructions(self, round: int) -> dict[str, Any]:
         mask_id, masks = self.controller.mask_for_training(round)
-        out: dict[str, Any] = {"mask_id": mask_id, "masks": masks}
+        out: dict[str, Any] = {"mask_id": mask_id, "masks": masks,
+                               "client_training": self.controller.config.client_training}
         if self.controller.wants_client_scores(round):
             out.update(compute_scores=True, score_kind=self.controller.config.score_kind,
                        score_granularity=self.controller.score_granularities())
@@ -70,4 +71,6 @@ class PruningStep:
     def get_config(self) -> dict[str, Any]:
         from fedcore import config as config_io
 
-        return {"name": self.name, **config_io.to_dict(self.controller.config)}
+        config = config_io.to_dict(self.controller.config)
+        config.pop("client_training")  # how clients compute, not what (PruningConfig)
+        return {"name": self.name, **config}
