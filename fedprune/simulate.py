@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fedclient.config import AttackConfig, ClientConfig
+from fedclient.fault import FaultConfig
 from fedcore import config as config_io
 from fedcore.datasets import DataSpec
 from fedprune.plot import plot_report
@@ -53,6 +54,8 @@ class SimulationSpec:
     overwrite: bool = False  # replace a non-empty ``out`` (otherwise refused)
     attack: AttackConfig = field(default_factory=AttackConfig)  # for the first clients only
     attack_fraction: float = 0.0  # ceil(fraction * clients) adversarial clients
+    fault: FaultConfig = field(default_factory=FaultConfig)  # for the last clients only
+    fault_fraction: float = 0.0  # ceil(fraction * clients) clients SIGKILL themselves
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
@@ -68,10 +71,13 @@ def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> Serve
 
 def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientConfig]:
     adversarial = math.ceil(spec.attack_fraction * spec.clients) if spec.attack.behaviour else 0
+    doomed = spec.clients - (math.ceil(spec.fault_fraction * spec.clients)
+                             if spec.fault.die_at else 0)
     return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
                          data=DataSpec(source=spec.data_source, partition=i,
                                        num_partitions=spec.clients, alpha=spec.alpha),
-                         attack=spec.attack if i < adversarial else AttackConfig())
+                         attack=spec.attack if i < adversarial else AttackConfig(),
+                         fault=spec.fault if i >= doomed else FaultConfig())
             for i in range(spec.clients)]
 
 

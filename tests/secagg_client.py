@@ -20,6 +20,7 @@ from fedclient.daemon import ClientDaemon
 from fedclient.local_work import LocalWorker, TrainOutcome
 from fedcore import config as config_io
 from fedcore.datasets import load_client_data
+from fedcore.logs import configure_logging
 from fedcore.pb import coordinator_pb2 as cpb
 
 SCALE = 1024.0  # tests set secagg.clip_range so that L / clip_range is exactly this
@@ -52,6 +53,7 @@ class KnownUpdateWorker(LocalWorker):
 
 def main() -> int:
     config = config_io.load(ClientConfig, path=sys.argv[sys.argv.index("--config") + 1])
+    configure_logging(config.log_level, config.log_format, name=f"fedclient[{config.client_id}]")
     worker = KnownUpdateWorker(config.client_id, load_client_data(config.data))
     daemon = ClientDaemon(config, worker)
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop())

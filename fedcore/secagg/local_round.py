@@ -5,7 +5,7 @@ coordinator and the daemons do, minus the RPCs: every message is serialized and 
 its size counted per direction, and a client listed in ``drop_after`` stops after the
 named phase (``"none"`` = drops before advertising; ``"advertise"``, ``"share"``,
 ``"masked"`` = after sending that phase's message). Phase survivors are the clients whose
-message arrived, as on the coordinator.
+message arrived, as on the coordinator. Times are CPU seconds (``time.process_time``).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ class LocalRoundResult:
 
 
 def _timed(cost: RoundCost, client: str, fn, *args):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+    start = time.process_time()
     out = fn(*args)
     cost.client_seconds[client] = cost.client_seconds.get(client, 0.0) + (
-        time.perf_counter() - start)
+        time.process_time() - start)
     return out
 
 
@@ -104,7 +104,7 @@ def _fold(total: np.ndarray, msg: spb.SecAggMaskedInput) -> np.ndarray:
 
 
 def _server(cost: RoundCost, fn, *args):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
+    start = time.process_time()
     out = fn(*args)
-    cost.server_seconds += time.perf_counter() - start
+    cost.server_seconds += time.process_time() - start
     return out
