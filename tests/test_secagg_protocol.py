@@ -175,3 +175,40 @@ def test_one_masked_input_is_indistinguishable_from_uniform() -> None:
     assert stats.chisquare(counts).pvalue > 1e-3
     assert abs(stats.pearsonr(y.astype(np.float64), ramp).statistic) < 0.05
     assert stats.kstest(y.astype(np.float64) / m, "uniform").pvalue > 1e-3
+
+
+class _FixedMask:
+    def __init__(self, mask: dict[str, np.ndarray]) -> None:
+        self.mask, self.taken = mask, 0
+
+    def take_correction(self, round: int) -> dict[str, np.ndarray]:
+        self.taken += 1
+        return self.mask
+
+
+def test_secure_sum_aggregator_unmasks_validates_and_merges() -> None:
+    from fedserver.aggregators.base import Contribution, RejectedContribution, RoundSpec
+    from fedserver.aggregators.mean import UnweightedMean
+    from fedserver.aggregators.secure_sum import SecureSum
+
+    fp = FixedPoint(value_bits=8, ring_bits=10, clip_range=127 / 4)  # scale 4 exactly
+    shapes = {"w": (3,)}
+    pads = [ring.expand(bytes([i]) * 32, 3, 10) for i in (1, 2)]
+    plain = [np.array([1.0, -2.0, 0.25]), np.array([0.5, 0.5, -3.0])]
+    masked = [ring.add(fp.encode(x, SecureGaussian()), p, 10) for x, p in zip(plain, pads)]
+    unmasker = _FixedMask({"w": ring.add(pads[0], pads[1], 10)})
+    agg = UnweightedMean(value_sum=SecureSum(encoding=fp, unmasker=unmasker))
+    state = agg.initialize(shapes)
+    acc = agg.begin(state, RoundSpec(1, shapes))
+    acc.add(Contribution("a", {"w": masked[0].astype(np.float64)}))
+    for bad in (np.array([0.5, 1, 2]), np.array([1024.0, 0, 0]), np.array([-1.0, 0, 0])):
+        with pytest.raises(RejectedContribution, match="integers"):
+            acc.add(Contribution("x", {"w": bad}))
+    other = agg.begin(state, RoundSpec(1, shapes))
+    other.add(Contribution("b", {"w": masked[1].astype(np.float64)}))
+    acc.merge(other)
+    out = agg.finalize(state, acc)
+    np.testing.assert_array_equal(out.result["w"], ((plain[0] + plain[1]) / 2).astype(np.float32))
+    assert out.measurements["value_sum"]["count"] == 2 and unmasker.taken == 1
+    empty = agg.finalize(state, agg.begin(state, RoundSpec(1, shapes)))
+    assert empty.result is None and unmasker.taken == 1  # nothing to unmask
