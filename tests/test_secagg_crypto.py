@@ -132,18 +132,28 @@ def test_mask_stream_is_the_chacha20_keystream_reduced_mod_m() -> None:
 
 
 @pytest.mark.parametrize("bits", [2, 8, 20, 33, 62])
-def test_ring_packing_round_trips_and_checks(bits: int) -> None:
-    values = ring.expand(bytes(32), 101, bits)
+@pytest.mark.parametrize("count", [0, 1, 101, 70_001])
+def test_ring_packing_round_trips_and_checks(bits: int, count: int) -> None:
+    values = ring.expand(bytes(32), count, bits)
     data = ring.pack(values, bits)
-    assert len(data) == 101 * math.ceil(bits / 8)
-    assert np.array_equal(ring.unpack(data, bits, 101), values)
-    with pytest.raises(ring.RingError):
-        ring.unpack(data[:-1], bits, 101)
-    if bits % 8:
+    assert len(data) == math.ceil(count * bits / 8)
+    assert np.array_equal(ring.unpack(data, bits, count), values)
+    if count:
+        with pytest.raises(ring.RingError):
+            ring.unpack(data[:-1], bits, count)
+        with pytest.raises(ring.RingError, match="Z_2"):
+            ring.pack(values | np.uint64(1 << bits) if bits < 62 else values + np.uint64(1 << 62),
+                      bits)
+    if (count * bits) % 8:
         bad = bytearray(data)
-        bad[ring.bytes_per_value(bits) - 1] |= 0x80
-        with pytest.raises(ring.RingError, match="outside"):
-            ring.unpack(bytes(bad), bits, 101)
+        bad[-1] |= 0x80
+        with pytest.raises(ring.RingError, match="padding"):
+            ring.unpack(bytes(bad), bits, count)
+
+
+def test_ring_packing_known_answer() -> None:
+    """3-bit values 1, 2, 3, 7: stream bits 100 010 110 111 (LSB first) -> 0xd1, 0x0e."""
+    assert ring.pack(np.array([1, 2, 3, 7], dtype=np.uint64), 3) == bytes([0xD1, 0x0E])
 
 
 def test_fixed_point_clips_and_rounds_stochastically_without_bias() -> None:

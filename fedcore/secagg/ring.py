@@ -7,8 +7,10 @@ expanded by ChaCha20 keyed with the *full* 32-byte seed (a pairwise key from
 round and per pair, so a (key, nonce) pair never repeats. ``ring_bits`` is at most 62, so
 sums of two elements never overflow uint64 before the reduction.
 
-Wire form of a ring vector: each element as ``ceil(ring_bits / 8)`` little-endian bytes,
-element after element (byte-aligned, so a 20-bit ring costs 3 bytes per value).
+Wire form of a ring vector: the elements bit-packed at exactly ``ring_bits`` bits each,
+LSB first (element ``j`` occupies stream bits ``[j*b, (j+1)*b)``, stream bit ``i`` is bit
+``i % 8`` of byte ``i // 8``, as ``fedcompression.bits`` does for narrow widths), padded
+with zero bits to a whole byte: ``ceil(count * ring_bits / 8)`` bytes.
 """
 
 from __future__ import annotations
@@ -51,29 +53,43 @@ def sub(a: np.ndarray, b: np.ndarray, ring_bits: int) -> np.ndarray:
     return (a - b) & modulus_mask(ring_bits)  # uint64 wrap-around, then reduce
 
 
-def bytes_per_value(ring_bits: int) -> int:
-    return (ring_bits + 7) // 8
+_CHUNK = 1 << 16  # values per packing step (a multiple of 8: chunks stay byte-aligned)
+
+
+def packed_size(count: int, ring_bits: int) -> int:
+    return (count * ring_bits + 7) // 8
 
 
 def pack(values: np.ndarray, ring_bits: int) -> bytes:
     check_ring_bits(ring_bits)
-    v = np.ascontiguousarray(values, dtype="<u8")
+    v = np.ascontiguousarray(values, dtype="<u8").ravel()
     if v.size and int(v.max()) >> ring_bits:
         raise RingError(f"values must lie in Z_2^{ring_bits}")
-    width = bytes_per_value(ring_bits)
-    return v.view(np.uint8).reshape(-1, 8)[:, :width].tobytes()
+    parts = []
+    for at in range(0, v.size, _CHUNK):
+        bits = np.unpackbits(v[at:at + _CHUNK].view(np.uint8).reshape(-1, 8), axis=1,
+                             bitorder="little")[:, :ring_bits]
+        parts.append(np.packbits(bits.ravel(), bitorder="little").tobytes())
+    return b"".join(parts)
 
 
 def unpack(data: bytes, ring_bits: int, count: int) -> np.ndarray:
-    """Inverse of :func:`pack`; checks the length and that every value lies in Z_M."""
+    """Inverse of :func:`pack`; checks the length and that the padding bits are zero."""
     check_ring_bits(ring_bits)
-    width = bytes_per_value(ring_bits)
-    if len(data) != count * width:
+    if count < 0 or len(data) != packed_size(count, ring_bits):
         raise RingError(f"{len(data)} bytes cannot hold exactly {count} values of "
-                        f"{width} bytes")
-    wide = np.zeros((count, 8), dtype=np.uint8)
-    wide[:, :width] = np.frombuffer(data, dtype=np.uint8).reshape(count, width)
-    values = wide.view("<u8").ravel().astype(np.uint64)
-    if count and int(values.max()) >> ring_bits:
-        raise RingError(f"a value lies outside Z_2^{ring_bits}")
-    return values
+                        f"{ring_bits} bits")
+    raw = np.frombuffer(data, dtype=np.uint8)
+    tail = (count * ring_bits) % 8
+    if tail and int(raw[-1]) >> tail:
+        raise RingError("padding bits after the last value must be zero")
+    out = np.empty(count, dtype=np.uint64)
+    step = _CHUNK * ring_bits // 8
+    for i, at in enumerate(range(0, count, _CHUNK)):
+        n = min(_CHUNK, count - at)
+        bits = np.unpackbits(raw[i * step:i * step + packed_size(n, ring_bits)],
+                             count=n * ring_bits, bitorder="little").reshape(n, ring_bits)
+        wide = np.zeros((n, 64), dtype=np.uint8)
+        wide[:, :ring_bits] = bits
+        out[at:at + n] = np.packbits(wide, axis=1, bitorder="little").view("<u8").ravel()
+    return out
