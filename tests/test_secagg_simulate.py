@@ -24,7 +24,7 @@ def test_simulate_secure_aggregation_with_pruning_dp_and_a_client_killed(tmp_pat
             "round.selection_timeout_s=30", "training.local_epochs=1"]
     cmd = [sys.executable, "-m", "fedprune", "simulate", "--clients", "3", "--rounds", "2",
            "--out", str(out), "--no-progress", "--timeout", "240", "--kill-at", "share_keys",
-           "--kill-fraction", "0.34", "--kill-round", "2"]
+           "--kill-fraction", "0.3", "--kill-round", "2"]
     for s in sets:
         cmd += ["--set", s]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
