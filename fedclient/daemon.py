@@ -77,7 +77,8 @@ class ClientDaemon:
             cpb.TASK_KIND_EVALUATE: self._evaluate,
             cpb.TASK_KIND_WAIT: self._wait,
             **SecureAggregationSteps(client_id=config.client_id, send=self._send_step,
-                                     train=self._train_for_step).handlers(),
+                                     train=self._train_for_step,
+                                     refused=self._refused_pause).handlers(),
         }
         self._unknown_kinds: set[int] = set()
 

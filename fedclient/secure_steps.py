@@ -38,10 +38,14 @@ Train = Callable[[cpb.Task], tuple[TrainOutcome, dict[str, tuple[int, ...]],
 
 class SecureAggregationSteps:
     """``send(task, payload)`` answers a step; ``train(task)`` pulls and trains, returning
-    the outcome, the model's shapes and the masks the update conforms to."""
+    the outcome, the model's shapes and the masks the update conforms to; ``refused()``
+    waits before the next check-in after a step this client will not answer (the
+    coordinator hands the same task out again until the phase closes)."""
 
-    def __init__(self, *, client_id: str, send: Send, train: Train) -> None:
+    def __init__(self, *, client_id: str, send: Send, train: Train,
+                 refused: Callable[[], None]) -> None:
         self.client_id, self._send, self._train = client_id, send, train
+        self._refused = refused  # the daemon's pause after a refusal (no hot loop)
         self._session: ClientSession | None = None
 
     def handlers(self) -> dict[int, Callable[[cpb.Task], None]]:
@@ -55,16 +59,19 @@ class SecureAggregationSteps:
             if task.step.protocol != PROTOCOL:
                 log.warning("round %d: refusing step of protocol %r (this client speaks %s)",
                             task.round, task.step.protocol[:64], PROTOCOL)
+                self._refused()
                 return
             try:
                 payload = handler(task)
             except UnmaskRefused as exc:
                 log.error("round %d: refusing the coordinator's unmask request: %s",
                           task.round, exc)
+                self._refused()
                 return
             except (ProtocolError, DecodeError, ValueError) as exc:
                 log.warning("round %d: secure-aggregation step %d refused: %s", task.round,
                             task.kind, exc)
+                self._refused()
                 return
             self._send(task, payload)
         return run
