@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedclient.fault import FaultConfig
 from fedcore.datasets import DataSpec
 from fedcore.secrets import SECRET
 from fedcore.tls import ClientTls
@@ -50,6 +51,7 @@ class ClientConfig:
     data: DataSpec = field(default_factory=DataSpec)
     tls: ClientTls = field(default_factory=ClientTls)
     attack: AttackConfig = field(default_factory=AttackConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)  # simulated crashes (tests)
 
     def __post_init__(self) -> None:
         if not self.client_id or len(self.client_id) > 128 or not self.client_id.isprintable():

@@ -33,9 +33,11 @@ import numpy as np
 from fedclient.backoff import ExponentialBackoff
 from fedclient.channel import open_channel
 from fedclient.config import ClientConfig
+from fedclient.fault import die_if_due
 from fedclient.local_work import LocalWorker, ModelNotAllowed, NonFiniteUpdate, TrainOutcome
 from fedclient.model_source import obtain_model
 from fedclient.payloads import HeldState, PayloadError, encode_update
+from fedclient.secure_steps import SecureAggregationSteps
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.rejections import LATE, rejection_of
@@ -80,6 +82,9 @@ class ClientDaemon:
             cpb.TASK_KIND_TRAIN: self._train,
             cpb.TASK_KIND_EVALUATE: self._evaluate,
             cpb.TASK_KIND_WAIT: self._wait,
+            **SecureAggregationSteps(client_id=config.client_id, send=self._send_step,
+                                     train=self._train_for_step,
+                                     refused=self._refused_pause).handlers(),
         }
         self._unknown_kinds: set[int] = set()
 
@@ -159,6 +164,7 @@ class ClientDaemon:
 
     def _dispatch(self, task: cpb.Task) -> None:
         """Run the task's handler; SHUTDOWN never gets here (``run`` ends on it)."""
+        die_if_due(self.config.fault, task)
         self._handlers.get(task.kind, self._unknown)(task)
 
     def _wait(self, task: cpb.Task) -> None:
@@ -228,6 +234,32 @@ class ClientDaemon:
         log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
                  outcome.num_examples, outcome.metrics["train_loss"],
                  " [duplicate]" if ack.duplicate else "")
+
+    def _train_for_step(self, task: cpb.Task) -> tuple[TrainOutcome, dict[str, tuple[int, ...]],
+                                                       dict[str, np.ndarray] | None]:
+        """Pull and train for a MASKED_TRAIN step (secure aggregation encodes the result)."""
+        params = self._pull(task)
+        masks = self.held.masks if task.mask_id else None
+        log.info("round %d: training on model version %d for secure aggregation",
+                 task.round, task.model_version)
+        return self.worker.train(task, params, masks), self.worker.shapes(task.model_name), masks
+
+    def _send_step(self, task: cpb.Task, payload: bytes) -> None:
+        """Answer a protocol step; retried like a push (the coordinator counts it once)."""
+        request = cpb.StepRequest(task_id=task.task_id, round=task.round, kind=task.kind,
+                                  payload=payload)
+        while True:
+            try:
+                ack = self._call(self._stub.Step, request, self._time_left(task))
+                break
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE or _is_refusal(exc) or self._stop.is_set() \
+                        or time.time() * 1000 > task.deadline_unix_ms:
+                    raise
+                self._stop.wait(self._backoff.next_delay())
+        self._refusals.reset()
+        log.info("round %d: step %d answered%s", task.round, task.kind,
+                 " [duplicate]" if ack.duplicate else "")  # type: ignore[attr-defined]
 
     def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
               pull_seconds: float) -> cpb.PushAck:

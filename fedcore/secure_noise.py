@@ -31,8 +31,9 @@ class SecureGaussian:
             key = hashlib.sha256(f"fedprune-dp-test/{testing_seed}".encode()).digest()
         self._stream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
 
-    def _uniform(self, n: int) -> np.ndarray:
-        """``n`` uniforms in (0, 1], 53 random bits each."""
+    def uniform(self, n: int) -> np.ndarray:
+        """``n`` uniforms in (0, 1], 53 random bits each (also drives the stochastic
+        rounding of secure aggregation's fixed-point encoding)."""
         words = np.frombuffer(self._stream.update(bytes(8 * n)), dtype="<u8")
         return ((words >> np.uint64(11)).astype(np.float64) + 1.0) / _TWO_53
 
@@ -41,7 +42,7 @@ class SecureGaussian:
             raise ValueError(f"stddev must be finite and >= 0, got {stddev!r}")
         n = int(np.prod(shape, dtype=np.int64))
         half = (n + 1) // 2
-        u1, u2 = self._uniform(half), self._uniform(half)
+        u1, u2 = self.uniform(half), self.uniform(half)
         radius = np.sqrt(-2.0 * np.log(u1))
         z = np.concatenate([radius * np.cos(2 * np.pi * u2), radius * np.sin(2 * np.pi * u2)])
         return (stddev * z[:n]).reshape(shape)

@@ -24,6 +24,7 @@ from fedprune.run_presets import DEFAULT_PRESET, RUN_PRESETS
 
 def _simulate(ns: argparse.Namespace) -> int:
     from fedclient.config import AttackConfig
+    from fedclient.fault import FaultConfig
     from fedprune.simulate import RunFolderNotEmpty, SimulationSpec, check_run_folder, run_simulation
     from fedserver.cli import ENV_PREFIX
     from fedserver.config import ServerConfig
@@ -43,7 +44,9 @@ def _simulate(ns: argparse.Namespace) -> int:
                           alpha=None if ns.iid else ns.alpha, progress=not ns.no_progress,
                           timeout_s=ns.timeout, overwrite=ns.overwrite,
                           attack=AttackConfig(behaviour=ns.attack),
-                          attack_fraction=ns.attack_fraction)
+                          attack_fraction=ns.attack_fraction,
+                          fault=FaultConfig(die_at=ns.kill_at, die_from_round=ns.kill_round),
+                          fault_fraction=ns.kill_fraction)
     try:  # before anything is printed or started
         check_run_folder(out, overwrite=ns.overwrite)
     except RunFolderNotEmpty as exc:
@@ -184,6 +187,13 @@ def parser() -> argparse.ArgumentParser:
                      help="adversarial behaviour of the first ceil(F * N) clients")
     sim.add_argument("--attack-fraction", type=float, default=0.0, metavar="F",
                      help="fraction of adversarial clients (with --attack)")
+    sim.add_argument("--kill-at", default="", choices=["train", "advertise_keys", "share_keys",
+                                                       "masked_train", "unmask"],
+                     help="SIGKILL the last ceil(F * N) clients on receiving this task kind")
+    sim.add_argument("--kill-fraction", type=float, default=0.0, metavar="F",
+                     help="fraction of clients killed (with --kill-at)")
+    sim.add_argument("--kill-round", type=int, default=1, metavar="R",
+                     help="they die at the first such task from round R on (default 1)")
     sim.set_defaults(func=_simulate)
     rep = sub.add_parser("report", help="plot a run's report.json as PNG")
     rep.add_argument("report", help="report.json or a run/state folder holding one")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fedclient.config import AttackConfig, ClientConfig
+from fedclient.fault import FaultConfig
 from fedcore import config as config_io
 from fedcore.datasets import DataSpec
 from fedprune.plot import plot_report
@@ -57,6 +58,8 @@ class SimulationSpec:
     # Given the coordinator's port, the port clients dial instead (e.g. a byte-counting
     # relay in front of the coordinator, fedprune.wiretap); None: the coordinator's own.
     relay: Callable[[int], int] | None = None
+    fault: FaultConfig = field(default_factory=FaultConfig)  # for the last clients only
+    fault_fraction: float = 0.0  # ceil(fraction * clients) clients SIGKILL themselves
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
@@ -72,11 +75,14 @@ def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> Serve
 
 def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientConfig]:
     adversarial = math.ceil(spec.attack_fraction * spec.clients) if spec.attack.behaviour else 0
+    doomed = spec.clients - (math.ceil(spec.fault_fraction * spec.clients)
+                             if spec.fault.die_at else 0)
     return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
                          data=DataSpec(source=spec.data_source, partition=i,
                                        num_partitions=spec.clients, alpha=spec.alpha),
                          attack=spec.attack if i < adversarial else AttackConfig(),
-                         personal_state=str(spec.out / "clients" / f"client-{i}.personal.npz"))
+                         personal_state=str(spec.out / "clients" / f"client-{i}.personal.npz"),
+                         fault=spec.fault if i >= doomed else FaultConfig())
             for i in range(spec.clients)]
 
 

@@ -213,6 +213,36 @@ class DPConfig:
 
 
 @dataclass(frozen=True)
+class SecAggConfig:
+    """``[secagg]``: secure aggregation (docs/privacy.md). The coordinator learns only the
+    sum of the updates of the clients that completed the round's four phases.
+
+    ``threshold``: shares needed to reconstruct a client's secrets, as a fraction in (0, 1)
+    of the share group (the cohort ``round.clients_per_round`` on the complete graph,
+    ``neighbours + 1`` under SecAgg+), or as a count >= 2. Every phase needs at least that
+    many survivors. ``neighbours``: SecAgg+ degree (even; 0 = complete graph). Updates are
+    clipped per coordinate to ``[-clip_range, clip_range]`` and encoded with
+    ``value_bits``; the ring adds ``ceil(log2(cohort))`` bits so sums never wrap."""
+
+    enabled: bool = False
+    threshold: float = 0.6
+    neighbours: int = 0
+    value_bits: int = 16
+    clip_range: float = 1.0
+    step_deadline_s: float = 30.0  # advertise, share and unmask phases (train: round.deadline_s)
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        _check(0 < t < 1 or (t >= 2 and t == int(t)), "threshold",
+               "must be a fraction in (0, 1) or a whole count >= 2")
+        _check(self.neighbours >= 0 and self.neighbours % 2 == 0, "neighbours",
+               "must be an even number >= 0 (0: complete graph)")
+        _check(2 <= self.value_bits <= 32, "value_bits", "must be in 2..32")
+        _check(0 < self.clip_range < float("inf"), "clip_range", "must be finite and > 0")
+        _check(self.step_deadline_s > 0, "step_deadline_s", "must be > 0")
+
+
+@dataclass(frozen=True)
 class AggregationConfig:
     """Which round program runs (``preset``) and how claimed example counts become weights."""
 
@@ -350,6 +380,7 @@ class ServerConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     dp: DPConfig = field(default_factory=DPConfig)
+    secagg: SecAggConfig = field(default_factory=SecAggConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     wire: WireConfig = field(default_factory=WireConfig)
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(shared_token="fedprune-local"))

@@ -29,6 +29,7 @@ the state machine's next deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -79,6 +80,7 @@ from fedserver.round_state import (
 )
 from fedserver.state_dir import StartMode, open_run_store
 from fedserver.status import status_for
+from fedserver.step_protocol import PHASE_OF_TASK_KIND
 from fedserver.store import RoundRecord, StoreError
 from fedserver.task_failures import TaskFailures, reason_name
 from fedserver.transforms.evaluation_step import Evaluator
@@ -108,7 +110,9 @@ class Coordinator:
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
         self.runner.model = restore_model_state(self.state_dir, self.store, initial,
                                                 self.runner.components())
-        self.plan = RoundPlan(config.round)
+        self._protocol = self.program.protocol  # multi-step rounds (secure aggregation)
+        self.plan = RoundPlan(config.round, training=(
+            self._protocol.phases(config.round) if self._protocol is not None else None))
         first_round = int(self.store.get_state("last_round", 0)) + 1
         self._seen_clients: dict[str, int] = {}
         self._registered = frozenset(self.store.client_ids())  # from earlier starts
@@ -132,6 +136,9 @@ class Coordinator:
                                                  name="fedserver-deadlines")
         self._phase_closers = {PhaseKind.TRAIN: self._close_train_phase,
                                PhaseKind.EVALUATE: self._close_evaluation_phase}
+        if self._protocol is not None:
+            self._phase_closers.update(dict.fromkeys(self._protocol.kinds,
+                                                     self._close_protocol_phase))
         log.info("run %s (%s) starting at round %d (model version %d, mask %r)", self.run_id,
                  self.program.name, first_round, self.model.version, self.instructions.mask_id)
 
@@ -191,12 +198,22 @@ class Coordinator:
                         self._cond.notify_all()
                     remaining = until - self.clock()
                     if not isinstance(decision, Wait) or remaining <= 0 or not is_active():
-                        return decision, self.instructions
+                        return self._with_step(client_id, decision), self.instructions
                     if self._stopping:
                         return Wait(retry_after_s=1.0), self.instructions
                     self._cond.wait(remaining)
             finally:
                 self.sm.client_left(client_id)
+
+    def _with_step(self, client_id: str, decision: Assignment | Wait | Shutdown
+                   ) -> Assignment | Wait | Shutdown:
+        """A protocol phase's task carries the protocol's payload for this client."""
+        if (isinstance(decision, Assignment) and self._protocol is not None
+                and decision.kind in self._protocol.kinds):
+            step = self._protocol.task_step(self.sm.step, client_id, self.instructions,
+                                            run_id=self.run_id)
+            return dataclasses.replace(decision, step=step)
+        return decision
 
     def _state_token(self) -> tuple[int, float | None, bool]:
         return id(self.sm.step), self.sm.step.selected_at, self.sm.finished
@@ -321,20 +338,35 @@ class Coordinator:
             return True
 
     def protocol_step(self, client_id: str, request: cpb.StepRequest) -> bool:
-        """Answer to a protocol-step task (``Step`` RPC).
+        """Answer to a protocol-step task (``Step`` RPC); False for an identical retry.
 
         The task is validated like any result (unknown, another client's, late), then its
-        kind against the open phase: the phases this coordinator runs (TRAIN, EVALUATE)
-        take their results through PushUpdate / ReportEvaluation, so until a round program
-        with step phases (secure aggregation) is configured every step is refused with
-        WRONG_KIND, and nothing changes."""
+        kind against the open phase (TRAIN and EVALUATE take their results through
+        PushUpdate / ReportEvaluation: WRONG_KIND), then the round program's step protocol
+        validates and records the payload (:mod:`fedserver.step_protocol`); an update it
+        yields (a masked input) is folded like a pushed one. A refused step changes nothing."""
         digest = hashlib.sha256(request.SerializeToString(deterministic=True)).digest()
         with self._cond:
-            phase = self.sm.step.kind
-            self.sm.check_result(client_id, request.task_id, kind=phase, round=request.round,
-                                 version=None, mask_id=None, digest=digest)
-            raise Rejection(RejectReason.WRONG_KIND,
-                            f"the open phase is {phase.value}, which takes no protocol steps")
+            step = self.sm.step
+            new = self.sm.check_result(client_id, request.task_id, kind=step.kind,
+                                       round=request.round, version=None, mask_id=None,
+                                       digest=digest)
+            if self._protocol is None or step.kind not in self._protocol.kinds:
+                raise Rejection(RejectReason.WRONG_KIND, f"the open phase is "
+                                f"{step.kind.value}, which takes no protocol steps")
+            if PHASE_OF_TASK_KIND.get(request.kind) is not step.kind:
+                raise Rejection(RejectReason.WRONG_KIND, f"expected {step.kind.value}")
+            if not new:
+                return False
+            outcome = self._protocol.handle(step, client_id, request.payload)
+            if outcome.update is not None:
+                assert self._train is not None and self._train.round == step.round
+                self._fix_weight_cap(self._train)
+                self.runner.add(self._train, client_id, outcome.update,
+                                claimed_examples=outcome.num_examples, metrics=outcome.metrics)
+            self.sm.record_result(client_id, digest)
+            self._advance_locked()
+            return True
 
     def report_failure(self, client_id: str, failure: cpb.TaskFailure) -> bool:
         """A client gives up its task, saying why (:mod:`fedserver.task_failures`); False
@@ -470,6 +502,13 @@ class Coordinator:
                  step.round, record.status, record.reason, record.accepted, record.selected,
                  self.model.version, ", ".join(f"{k}={v:.4f}" for k, v in record.metrics.items())
                  or "no evaluation", time.perf_counter() - start)
+
+    def _close_protocol_phase(self, closed: ClosedStep) -> None:
+        """A protocol phase closed; the last one (or a failed one) ends the round."""
+        assert self._protocol is not None
+        closed = self._protocol.phase_closed(closed)
+        if closed.ends_round:
+            self._close_train_phase(closed)
 
     def _fail_round(self, closed: ClosedStep, open_round: OpenRound, reason: str,
                     start: float, up: int, down: int) -> None:

@@ -22,6 +22,13 @@ transforms every program shares, in the fixed order
 |               | or (DistributedDPSum) (distributed)     |                | clip_norm, noise    |
 | q_ffl         | QFair(WeightedMean, q, L = 1 / lr)      | SGD (1.0)      | report initial_loss |
 
+With ``[secagg] enabled`` the round runs secure aggregation's four phases
+(:mod:`fedserver.secure_aggregation`) and the value sum is a ``SecureSum``:
+fedavg/fedprox/fedadam/fedyogi use ``UnweightedMean(SecureSum)`` (the coordinator cannot
+weight updates it never sees: one client, one vote), dp_fedavg with ``dp.mode =
+"distributed"`` uses ``FixedDenominatorMean(DistributedDPSum(SecureSum))``. Other presets
+need individual updates and are refused (:data:`RULES`).
+
 ``dp_fedavg`` also appends the privacy-accounting transform. The buffered (robust_median,
 robust_trimmed_mean, robust_krum) presets hold up to one update per cohort member
 (``ceil(clients_per_round * (1 + over_selection))``); a rule refuses a cohort whose buffer
@@ -50,14 +57,16 @@ from fedserver.aggregators.buffered import buffer_bytes
 from fedserver.aggregators.distributed_dp_sum import DistributedDPSum
 from fedserver.aggregators.dp_sum import DPSum
 from fedserver.aggregators.krum import MultiKrum
-from fedserver.aggregators.mean import FixedDenominatorMean, WeightedMean
+from fedserver.aggregators.mean import FixedDenominatorMean, UnweightedMean, WeightedMean
 from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.q_fair import QFair
+from fedserver.aggregators.secure_sum import MAX_EXACT_RING_BITS, SecureSum
 from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import Weighting
 from fedserver.privacy.accountant import PrivacyAccountant
 from fedserver.round_program import RoundProgram
+from fedserver.secure_aggregation import SecAggProtocol, encoding_for, threshold_count
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
 from fedserver.transforms.base import ModelTransform
 from fedserver.transforms.client_objective import InitialLossReport, ProximalObjective
@@ -220,6 +229,33 @@ PRESETS: Mapping[str, Preset] = {
 }
 
 
+def _secure_mean(config: ServerConfig, secure: SecureSum) -> Aggregator:
+    return UnweightedMean(value_sum=secure)
+
+
+def _secure_dp_mean(config: ServerConfig, secure: SecureSum) -> Aggregator:
+    dp, expected = config.dp, _expected_clients(config)
+    return FixedDenominatorMean(DistributedDPSum(
+        clip_norm=dp.clip_norm, noise_multiplier=dp.noise_multiplier,
+        expected_clients=expected, inner=secure), denominator=expected)
+
+
+# presets that need only the sum of the updates, and their aggregator over a SecureSum
+SECURE_AGGREGATORS: Mapping[str, Callable[[ServerConfig, SecureSum], Aggregator]] = {
+    "fedavg": _secure_mean, "fedprox": _secure_mean, "fedadam": _secure_mean,
+    "fedyogi": _secure_mean, "dp_fedavg": _secure_dp_mean,
+}
+
+
+def _secagg_ring_bits(config: ServerConfig) -> int:
+    return encoding_for(config.secagg, config.round).ring_bits
+
+
+def _secagg_group(config: ServerConfig) -> int:
+    k, n = config.secagg.neighbours, config.round.clients_per_round
+    return k + 1 if k and k < n - 1 else n
+
+
 @dataclass(frozen=True)
 class Rule:
     """An impossible combination of two keys. ``why`` may be a function of the config when
@@ -256,6 +292,31 @@ RULES: tuple[Rule, ...] = (
          and c.dp.noise_multiplier >= 2 * (c.dp.count_stddev or _expected_clients(c) / 20),
          "adaptive clipping spends part of the noise on the count: need noise_multiplier < "
          "2 * count_stddev (count_stddev defaults to expected_clients / 20)"),
+    Rule(("aggregation.preset", "secagg.enabled"),
+         lambda c: c.secagg.enabled and c.aggregation.preset not in SECURE_AGGREGATORS,
+         lambda c: f"{c.aggregation.preset} needs individual updates, which secure aggregation "
+                   f"hides; use one of {sorted(SECURE_AGGREGATORS)}"),
+    Rule(("dp.mode", "secagg.enabled"),
+         lambda c: c.secagg.enabled and c.aggregation.preset == "dp_fedavg"
+         and c.dp.mode != "distributed",
+         "central DP clips each update on the coordinator, which sees only masked inputs: "
+         "use dp.mode = 'distributed' (clients clip and noise before masking)"),
+    Rule(("pruning.scheme", "secagg.enabled"),
+         lambda c: c.secagg.enabled and c.pruning.enabled and c.pruning.scheme == "client-scores",
+         "client importance scores would travel unmasked; use pruning.scheme = 'server-mask'"),
+    Rule(("round.selection", "secagg.enabled"),
+         lambda c: c.secagg.enabled and c.round.selection == "poisson",
+         "secure aggregation selects its cohort from waiting clients (poisson: not built)"),
+    Rule(("secagg.threshold", "round.clients_per_round"),
+         lambda c: c.secagg.enabled and not 2 <= threshold_count(c.secagg, c.round)
+         <= _secagg_group(c),
+         lambda c: f"the threshold is {threshold_count(c.secagg, c.round)} shares of a share "
+                   f"group of {_secagg_group(c)} (cohort, or secagg.neighbours + 1); it must "
+                   f"be in 2..group"),
+    Rule(("secagg.value_bits", "round.clients_per_round"),
+         lambda c: c.secagg.enabled and _secagg_ring_bits(c) > MAX_EXACT_RING_BITS,
+         lambda c: f"value_bits + ceil(log2(cohort)) = {_secagg_ring_bits(c)} ring bits > "
+                   f"{MAX_EXACT_RING_BITS}"),
     Rule(("round.clients_per_round", "aggregation.max_buffer_bytes"), _buffer_too_large,
          _buffer_why),
     Rule(("aggregation.krum.f", "round.clients_per_round"),
@@ -299,7 +360,13 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
         transforms.append(EvaluationStep(evaluator, label=config.evaluation.test_set))
     transforms += preset.accounting(config)
     wire, agg = config.wire, config.aggregation
+    aggregator, protocol = preset.aggregator(config), None
+    if config.secagg.enabled:
+        protocol = SecAggProtocol(config=config.secagg, round_config=config.round,
+                                  shapes={n: tuple(a.shape) for n, a in initial.items()})
+        secure = SecureSum(encoding=protocol.encoding, unmasker=protocol)
+        aggregator = SECURE_AGGREGATORS[config.aggregation.preset](config, secure)
     return RoundProgram(
-        name=config.aggregation.preset, aggregator=preset.aggregator(config),
+        name=config.aggregation.preset, aggregator=aggregator,
         transforms=tuple(transforms), weighting=Weighting(agg.weighting, agg.weight_cap),
-        encoding=Encoding(wire.uplink, wire.clusters, wire.zstd))
+        encoding=Encoding(wire.uplink, wire.clusters, wire.zstd), protocol=protocol)

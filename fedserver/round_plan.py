@@ -29,6 +29,11 @@ from fedserver.config import RoundConfig
 class PhaseKind(enum.Enum):
     TRAIN = "train"
     EVALUATE = "evaluate"
+    # secure aggregation (fedserver.secure_aggregation), in this order within one round
+    ADVERTISE_KEYS = "advertise_keys"
+    SHARE_KEYS = "share_keys"
+    MASKED_TRAIN = "masked_train"
+    UNMASK = "unmask"
 
 
 COHORTS = ("sample", "survivors")
@@ -53,15 +58,19 @@ class Phase:
 
 
 class RoundPlan:
-    """The phases of every round of a run, from the ``[round]`` config."""
+    """The phases of every round of a run, from the ``[round]`` config. ``training``
+    replaces the single TRAIN phase (a step protocol's phases, e.g. secure aggregation's
+    four, whose last ends the round)."""
 
-    def __init__(self, config: RoundConfig) -> None:
+    def __init__(self, config: RoundConfig, *, training: tuple[Phase, ...] | None = None
+                 ) -> None:
         self.config = config
         # a Poisson cohort has no fixed size: wait for everyone sampled (or the deadline)
         target = (max(config.population, config.min_clients) if config.selection == "poisson"
                   else config.clients_per_round)
-        self._train = Phase(PhaseKind.TRAIN, target=target, quorum=config.min_clients,
-                            deadline_s=config.deadline_s)
+        self._training = training or (Phase(PhaseKind.TRAIN, target=target,
+                                            quorum=config.min_clients,
+                                            deadline_s=config.deadline_s),)
         self._evaluate = Phase(PhaseKind.EVALUATE, target=config.clients_per_round, quorum=1,
                                deadline_s=config.eval_deadline_s, required=False)
 
@@ -77,7 +86,8 @@ class RoundPlan:
         every = self.config.federated_eval_every
         evaluate = every > 0 and round > 1 and (round - 1) % every == 0
         train = round <= self.config.rounds
-        return (self._evaluate,) * evaluate + (self._train,) * train
+        return (self._evaluate,) * evaluate + self._training * train
 
     def trains(self, round: int) -> bool:
-        return any(p.kind is PhaseKind.TRAIN for p in self.phases(round))
+        """True when ``round`` changes the model (it has phases besides evaluation)."""
+        return any(p.kind is not PhaseKind.EVALUATE for p in self.phases(round))

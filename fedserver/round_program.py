@@ -18,6 +18,7 @@ from fedserver.aggregators.base import Aggregator, State, find_key
 from fedserver.aggregators.weighting import Weighting
 from fedserver.instructions import RoundInstructions, merge_instructions
 from fedserver.model_state import Stateful
+from fedserver.step_protocol import StepProtocol
 from fedserver.transforms.base import ModelTransform
 
 
@@ -47,6 +48,7 @@ class RoundProgram:
     transforms: tuple[ModelTransform, ...]
     weighting: Weighting
     encoding: Encoding  # default uplink encoding
+    protocol: StepProtocol | None = None  # multi-step rounds (secure aggregation)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.transforms]

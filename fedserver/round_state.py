@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from fedserver.cohort_sampling import poisson_cohort
 from fedserver.config import RoundConfig
 from fedserver.round_plan import Phase, PhaseKind, RoundPlan
+from fedserver.step_protocol import StepPayload
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Assignment:
     version: int
     mask_id: str
     deadline: float
+    step: StepPayload | None = None  # a protocol phase's payload (filled by the coordinator)
 
 
 @dataclass(frozen=True)

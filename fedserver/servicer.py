@@ -35,6 +35,11 @@ R = TypeVar("R", cpb.EvaluationReport, cpb.StepRequest, cpb.TaskFailure)
 A = TypeVar("A", cpb.PushAck, cpb.StepAck)
 
 
+# tasks whose client needs the global model (key-exchange and unmask steps do not)
+_NEEDS_MODEL = frozenset({cpb.TASK_KIND_TRAIN, cpb.TASK_KIND_EVALUATE,
+                          cpb.TASK_KIND_MASKED_TRAIN})
+
+
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def __init__(self, coordinator: Coordinator, gate: CallGate,
                  tasks: TaskFactory, *, max_payload_bytes: int,
@@ -54,7 +59,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000,
                 is_active=context.is_active)
             task = self._tasks.build(decision, instructions)
-            if isinstance(decision, Assignment):
+            if isinstance(decision, Assignment) and task.kind in _NEEDS_MODEL:
                 self._add_model_fields(client, task, held)
             rnd = decision.round if isinstance(decision, Assignment) else self._coord.current_round()
             self._coord.add_bytes(rnd, up=request.ByteSize(), down=task.ByteSize())

@@ -15,8 +15,11 @@ from fedserver.config import ServerConfig
 from fedserver.instructions import RoundInstructions
 from fedserver.round_plan import PhaseKind
 from fedserver.round_state import Assignment, Shutdown, Wait
+from fedserver.step_protocol import STEP_TASK_KINDS
 
-_TASK_KINDS = {PhaseKind.TRAIN: cpb.TASK_KIND_TRAIN, PhaseKind.EVALUATE: cpb.TASK_KIND_EVALUATE}
+_TASK_KINDS = {PhaseKind.TRAIN: cpb.TASK_KIND_TRAIN, PhaseKind.EVALUATE: cpb.TASK_KIND_EVALUATE,
+               **STEP_TASK_KINDS}
+_TRAINING = (PhaseKind.TRAIN, PhaseKind.MASKED_TRAIN)
 
 
 class TaskFactory:
@@ -40,15 +43,17 @@ class TaskFactory:
                         model_version=decision.version, mask_id=decision.mask_id,
                         deadline_unix_ms=int(deadline_unix * 1000),
                         model_name=self._config.training.model)
-        if decision.kind is PhaseKind.TRAIN:
+        if decision.kind in _TRAINING:
             task.train.CopyFrom(self._train_instructions(instr))
             task.update_encoding.CopyFrom(instr.encoding.to_proto())
-        else:
+        elif decision.kind is PhaseKind.EVALUATE:
             task.evaluate.batch_size = self._config.evaluation.batch_size
             task.evaluate.personal_layers.extend(instr.personal_layers)
             task.evaluate.finetune_epochs = instr.finetune_epochs
             if instr.finetune_epochs:  # the fine-tuning recipe is the training recipe
                 task.train.CopyFrom(self._train_instructions(instr))
+        if decision.step is not None:
+            task.step.CopyFrom(decision.step.to_proto())
         return task
 
     def _train_instructions(self, instr: RoundInstructions) -> cpb.TrainInstructions:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,6 +139,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def write_config(path: Path, config: Any) -> Path:
     path.write_text(config_io.to_toml(config))
     return path
+
+
+def free_port() -> int:
+    """A loopback port free right now (for processes that must start before their server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def with_port(config: ServerConfig, port: int) -> ServerConfig:

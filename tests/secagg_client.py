@@ -1,0 +1,67 @@
+"""A real client daemon process whose training returns a known update.
+
+Used by the secure-aggregation tests over real processes: the update of client ``c`` in
+round ``r`` is a deterministic vector on the fixed-point grid (multiples of 1 / scale), so
+its stochastic rounding is exact and the test can compute the plain sum of the quantized
+updates itself. Everything else (RPCs, the four steps, crypto, [fault] SIGKILL) is the
+real daemon. Usage: ``python -m tests.secagg_client --config client.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sys
+
+import numpy as np
+
+from fedclient.config import ClientConfig
+from fedclient.daemon import ClientDaemon
+from fedclient.local_work import LocalWorker, TrainOutcome
+from fedcore import config as config_io
+from fedcore.datasets import load_client_data
+from fedcore.logs import configure_logging
+from fedcore.pb import coordinator_pb2 as cpb
+
+SCALE = 1024.0  # tests set secagg.clip_range so that L / clip_range is exactly this
+
+
+def known_delta(client_id: str, round_: int, shapes: dict[str, tuple[int, ...]],
+                masks: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    seed = int.from_bytes(hashlib.sha256(f"{client_id}/{round_}".encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)  # test data, not a mask
+    out = {}
+    for name, shape in shapes.items():
+        values = rng.integers(-200, 201, shape) / SCALE
+        if masks and name in masks:
+            values = values * masks[name]
+        out[name] = values.astype(np.float32)
+    return out
+
+
+class KnownUpdateWorker(LocalWorker):
+    def __init__(self, client_id: str, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.client_id = client_id
+
+    def train(self, task: cpb.Task, global_params: dict[str, np.ndarray],
+              masks: dict[str, np.ndarray] | None) -> TrainOutcome:
+        shapes = {n: tuple(a.shape) for n, a in global_params.items()}
+        return TrainOutcome(known_delta(self.client_id, int(task.round), shapes, masks), None,
+                            10, {"train_loss": 0.0})
+
+
+def main() -> int:
+    config = config_io.load(ClientConfig, path=sys.argv[sys.argv.index("--config") + 1])
+    configure_logging(config.log_level, config.log_format, name=f"fedclient[{config.client_id}]")
+    worker = KnownUpdateWorker(config.client_id, load_client_data(config.data))
+    daemon = ClientDaemon(config, worker)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop())
+    try:
+        return daemon.run()
+    finally:
+        daemon.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Secure aggregation between real processes, with clients SIGKILLed at every phase.
+
+Five real client daemons (``tests/secagg_client.py``: the real daemon, with a training
+step that returns a known update) against an in-process coordinator over loopback gRPC.
+Round 1 loses nobody; from round 2 one client dies on receiving ADVERTISE_KEYS, from
+round 3 one on SHARE_KEYS (after advertising: its keys are in, its shares never come), from
+round 4 one on MASKED_TRAIN (its shares are out: its pairwise masks must be removed through
+the survivors' shares of its key), from round 5 one on UNMASK: then only 1 < t = 2 survivor
+reveals shares, so that round fails and the model stays as it was. ("From": a client that
+a loaded machine made miss a round's cohort dies in the next one.) Every completed round's
+secure sum equals, bit for bit, the plain sum of the quantized updates of exactly the
+clients the coordinator accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from fedclient.config import ClientConfig
+from fedclient.fault import FaultConfig
+from fedcore.datasets import DataSpec
+from fedserver.aggregators.base import find_key
+from tests.helpers import (
+    TOKEN,
+    free_port,
+    running_server,
+    server_config,
+    spawn,
+    stop,
+    wait_for,
+    with_port,
+    write_config,
+)
+from tests.secagg_client import SCALE, known_delta
+
+DEATHS = {1: ("advertise_keys", 2), 2: ("share_keys", 3), 3: ("masked_train", 4),
+          4: ("unmask", 5)}  # client index -> (phase, round)
+
+
+def _expected_digest(clients: list[str], round_: int, shapes: dict[str, tuple[int, ...]],
+                     ring_bits: int) -> str:
+    digest = hashlib.sha256()
+    mask = np.uint64((1 << ring_bits) - 1)
+    for name, shape in shapes.items():
+        total = np.zeros(shape, dtype=np.uint64)
+        for c in clients:
+            q = np.rint(known_delta(c, round_, shapes, None)[name].astype(np.float64) * SCALE)
+            total = (total + (q.astype(np.int64).view(np.uint64) & mask)) & mask
+        digest.update(total.astype("<u8").tobytes())
+    return digest.hexdigest()
+
+
+def test_secure_sum_is_exact_with_clients_killed_at_each_phase(tmp_path: Path) -> None:
+    levels = (1 << 15) - 1
+    config = server_config(
+        tmp_path / "state", "secagg.enabled=true", "secagg.threshold=2",
+        "secagg.value_bits=16", f"secagg.clip_range={levels / SCALE!r}",
+        "secagg.step_deadline_s=4", "round.deadline_s=6", "round.selection_timeout_s=1.5",
+        "round.rounds=5", "round.clients_per_round=5", "round.min_clients=2",
+        "evaluation.test_set=")
+    port = free_port()
+    procs = []  # started first: once all are up, round 1 takes all five at once
+    for i in range(5):
+        phase, rnd = DEATHS.get(i, ("", 1))
+        cfg = ClientConfig(server=f"127.0.0.1:{port}", client_id=f"c{i}", token=TOKEN,
+                           max_wait_ms=2000, backoff_initial_s=0.1, backoff_max_s=0.3,
+                           data=DataSpec(source="digits", partition=i, num_partitions=5),
+                           fault=FaultConfig(die_at=phase, die_from_round=rnd))
+        path = write_config(tmp_path / f"c{i}.toml", cfg)
+        procs.append(spawn("tests.secagg_client", path, tmp_path / f"c{i}.log"))
+    try:
+        wait_for(lambda: all("serving" in (tmp_path / f"c{i}.log").read_text()
+                             for i in range(5)), 240, "five client daemons up")
+        with running_server(with_port(config, port)) as server:
+            coordinator = server.coordinator
+            wait_for(lambda: coordinator.finished, 120, "five secure rounds")
+            records = {r.round: r for r in coordinator.store.rounds()}
+    finally:
+        stop(procs)
+    for i, (phase, _) in DEATHS.items():
+        assert procs[i].returncode == -9, f"c{i} should have died by SIGKILL on {phase}"
+    died = {}  # round -> phase of the death in it (each client dies once, from its round on)
+    for i, (phase, _) in DEATHS.items():
+        line = next(x for x in (tmp_path / f"c{i}.log").read_text().splitlines()
+                    if "fault injection" in x)
+        died[int(line.rsplit("round ", 1)[1])] = phase
+    shapes = {n: tuple(a.shape) for n, a in coordinator.model.params.items()}
+    ring_bits = 16 + 3  # ceil(log2 5)
+    completed = [r for r, rec in records.items() if rec.status == "completed"]
+    for rnd in completed:  # exact, whoever survived
+        rec = records[rnd]
+        assert find_key(rec.measurements, "sum_sha256") == _expected_digest(
+            sorted(rec.client_metrics), rnd, shapes, ring_bits), f"round {rnd}"
+    summary = {r: (rec.status, rec.reason, sorted(rec.client_metrics), died.get(r))
+               for r, rec in records.items()}
+    # a death after advertising, after sharing keys (pairwise masks removed through the
+    # survivors' key shares) and at unmask (a survivor's b share missing) each left a round
+    # that still completed, as long as t = 2 others remained
+    for phase in ("advertise_keys", "share_keys", "masked_train"):
+        assert any(died.get(r) == phase for r in completed), (phase, summary)
+    assert coordinator.model.version == len(completed)  # failed rounds changed nothing
+    failed = [r for r, rec in records.items() if rec.status == "failed"]
+    for rnd in failed:  # only below the threshold t = 2 (a phase's quorum, or at unmask)
+        assert "quorum 2" in records[rnd].reason or "unmask" in records[rnd].reason, summary
+    # with two clients left, the one dying at unmask leaves 1 < t revealers: that round fails
+    assert any(died.get(r) == "unmask" for r in failed), summary
