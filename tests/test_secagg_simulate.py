@@ -22,7 +22,8 @@ def test_simulate_secure_aggregation_with_pruning_dp_and_a_client_killed(tmp_pat
             "dp.clip_norm=1.0", "pruning.enabled=true", "pruning.target_sparsity=0.5",
             "pruning.start_round=1", "pruning.end_round=2", "round.deadline_s=120",
             "round.selection_timeout_s=30", "training.local_epochs=1"]
-    cmd = [sys.executable, "-m", "fedprune", "simulate", "--clients", "3", "--rounds", "2",
+    cmd = [sys.executable, "-m", "fedprune", "simulate", "--preset", "fedavg-dense",
+           "--clients", "3", "--rounds", "2",
            "--out", str(out), "--no-progress", "--timeout", "240", "--kill-at", "share_keys",
            "--kill-fraction", "0.3", "--kill-round", "2"]
     for s in sets:
