@@ -136,6 +136,14 @@ class RunStore:
         self._tx([("INSERT INTO runs VALUES (?, ?, ?)", (run_id, time.time(), json.dumps(config)))])
         return run_id
 
+    def replace_config(self, config: dict[str, Any], *, change: dict[str, Any]) -> None:
+        """Make ``config`` the run's configuration, appending ``change`` (what changed,
+        when) to the ``config_changes`` list in the same transaction."""
+        history = [*self.get_state("config_changes", []), change]
+        self._tx([("UPDATE runs SET config = ?", (json.dumps(config),)),
+                  ("INSERT OR REPLACE INTO state VALUES ('config_changes', ?)",
+                   (json.dumps(history),))])
+
     def set_state(self, key: str, value: Any) -> None:
         self._tx([("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))])
 
