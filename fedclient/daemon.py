@@ -9,7 +9,9 @@ in again. A push the coordinator refused as late (``DEADLINE_EXCEEDED`` carrying
 again. Refusals back off too, on their own schedule that only a completed task resets, so
 a coordinator that keeps refusing this client is not hammered in a loop. Refused
 credentials end the daemon with :data:`EXIT_REFUSED` and one log line, no traceback
-(retrying cannot help, and a supervisor restarting it should see why).
+(retrying cannot help, and a supervisor restarting it should see why). Local data that
+does not fit the task's model (feature count, label range) ends it with :data:`EXIT_DATA`
+and one line naming the data and the model, before any training.
 ``stop()`` (SIGTERM) cancels the call in flight and the loop exits between steps. A task
 kind this client does not know (a newer coordinator) is treated as WAIT, so old clients
 keep polling instead of failing.
@@ -31,6 +33,7 @@ from fedclient.channel import open_channel
 from fedclient.config import ClientConfig
 from fedclient.local_work import LocalWorker, TrainOutcome
 from fedclient.payloads import HeldMask, PayloadError, decode_model_payload, encode_update
+from fedcore.data_fit import DataModelMismatch
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.rejections import LATE, rejection_of
@@ -44,6 +47,7 @@ FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
          grpc.StatusCode.UNIMPLEMENTED}
 VERSION = "0.1.0"
 EXIT_REFUSED = 3  # the coordinator refuses this client (credentials, unknown id)
+EXIT_DATA = 2  # the local data does not fit the task's model (as for a config error)
 
 
 class FatalClientError(RuntimeError):
@@ -106,6 +110,9 @@ class ClientDaemon:
         except FatalClientError as exc:
             log.error("%s", exc)
             return EXIT_REFUSED
+        except DataModelMismatch as exc:
+            log.error("this client's data does not fit the coordinator's model: %s", exc)
+            return EXIT_DATA
         log.info("client %s stopped", self.config.client_id)
         return 0
 
@@ -183,6 +190,8 @@ class ClientDaemon:
             payload = _assemble(stream, self.config.max_payload_bytes)
             params, self.held = decode_model_payload(
                 payload, task, shapes=self.worker.shapes(task.model_name), held=self.held)
+        except DataModelMismatch:
+            raise  # this client's data can never train this model: run() ends the daemon
         except (PayloadError, ValueError) as exc:
             raise _TaskFailed(str(exc)) from None
         finally:

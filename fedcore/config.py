@@ -3,7 +3,8 @@
 Configs are trees of frozen dataclasses (sections are dataclass-typed fields). Precedence,
 lowest first: dataclass defaults < TOML file < environment (``PREFIX_SECTION__KEY``) <
 ``--set section.key=value`` flags. Every unknown key and every value of the wrong type is
-reported with its dotted key, e.g. ``config key 'round.deadline_s': expected a number``.
+reported with its dotted key, e.g. ``config key 'round.deadline_s': expected a number``;
+a float key never takes ``inf`` or ``nan``.
 Dataclasses may validate further in ``__post_init__``; their ValueError is re-raised with
 the section's dotted key.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import types
@@ -60,7 +62,13 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if tp in (int, float):
             if isinstance(value, bool):
                 raise ValueError
-            return tp(value) if tp is float or not isinstance(value, float) else _exact_int(value)
+            if tp is float:
+                number = float(value)
+                if not math.isfinite(number):  # no key means "infinite"; nan passes no check
+                    raise ConfigError(f"config key {key!r}: expected a finite number, "
+                                      f"got {value!r}")
+                return number
+            return _exact_int(value) if isinstance(value, float) else int(value)
         if tp is str:
             return str(value)
         if origin in (dict, Mapping) or tp is dict:
@@ -75,6 +83,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
             items = value
             (inner, *_) = typing.get_args(tp) or (str,)
             return tuple(_coerce(key, inner, v) for v in items)
+    except ConfigError:
+        raise
     except (TypeError, ValueError, json.JSONDecodeError):
         raise ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, "
                           f"got {value!r}") from None

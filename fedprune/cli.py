@@ -21,16 +21,21 @@ from fedcore import config as config_io
 
 def _simulate(ns: argparse.Namespace) -> int:
     from fedclient.config import AttackConfig
-    from fedprune.simulate import RunFolderNotEmpty, SimulationSpec, check_run_folder, run_simulation
-    from fedserver.cli import ENV_PREFIX
-    from fedserver.config import ServerConfig
+    from fedprune.simulate import (
+        RunFolderNotEmpty,
+        SimulationSpec,
+        check_run_folder,
+        run_simulation,
+        simulation_server_config,
+    )
 
     overrides = list(ns.set)
     if ns.rounds is not None:
         overrides.append(f"round.rounds={ns.rounds}")
     try:
-        server = config_io.load(ServerConfig, path=ns.config, env_prefix=ENV_PREFIX,
-                                overrides=[f"round.clients_per_round={ns.clients}", *overrides])
+        server = simulation_server_config(path=ns.config, overrides=overrides,
+                                          clients=ns.clients, data_source=ns.data,
+                                          val_fraction=ns.val_fraction)
     except config_io.ConfigError as exc:
         print(f"fedprune simulate: {exc}", file=sys.stderr)
         return 2
@@ -39,7 +44,7 @@ def _simulate(ns: argparse.Namespace) -> int:
                           alpha=None if ns.iid else ns.alpha, progress=not ns.no_progress,
                           timeout_s=ns.timeout, overwrite=ns.overwrite,
                           attack=AttackConfig(behaviour=ns.attack),
-                          attack_fraction=ns.attack_fraction)
+                          attack_fraction=ns.attack_fraction, val_fraction=ns.val_fraction)
     try:  # before anything is printed or started
         check_run_folder(out, overwrite=ns.overwrite)
     except RunFolderNotEmpty as exc:
@@ -59,15 +64,25 @@ def _simulate(ns: argparse.Namespace) -> int:
 
 
 def _report(ns: argparse.Namespace) -> int:
-    from fedprune.plot import plot_report_file
+    from fedprune.plot import plot_report
+    from fedserver.fairness import worst_clients_lines
 
     path = Path(ns.report)
     if path.is_dir():
         path = path / "report.json"
-    print(plot_report_file(path, Path(ns.out) if ns.out else None))
-    from fedserver.fairness import worst_clients_lines
-
-    print("\n".join(worst_clients_lines(json.loads(path.read_text()))))
+    try:
+        report = json.loads(path.read_text())
+        if not isinstance(report, dict) or not isinstance(report.get("rounds"), list):
+            raise ValueError("it is not a fedprune report (no 'rounds' list)")
+    except FileNotFoundError:
+        print(f"fedprune report: {path} does not exist (give a report.json or a run folder "
+              f"holding one)", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, not a report
+        print(f"fedprune report: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    print(plot_report(report, Path(ns.out) if ns.out else path.with_suffix(".png")))
+    print("\n".join(worst_clients_lines(report)))
     return 0
 
 
@@ -153,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
                      help="client data source (digits)")
     sim.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha (0.5)")
     sim.add_argument("--iid", action="store_true", help="IID partitions instead of Dirichlet")
+    sim.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                     help="fraction of each client's partition held out for federated "
+                          "evaluation (0; needed with round.federated_eval_every > 0)")
     sim.add_argument("--out", help="run folder (default runs/<timestamp>); must be empty")
     sim.add_argument("--overwrite", action="store_true",
                      help="replace a non-empty --out folder (its previous run is deleted)")

@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format, name="fedserver")
+    from fedcore.config import ConfigError
     from fedcore.tls import TlsFileError
     from fedserver.model_state import CheckpointMismatch
     from fedserver.server import BindError, serve
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             new_run=flags.new_run, from_checkpoint=flags.from_checkpoint,
             accept_config_change=flags.accept_config_change))
     # another program's state, an unusable state folder, a taken port, an unsafe bind,
-    # an unusable certificate file
-    except (CheckpointMismatch, StateError, BindError, InsecureExposure, TlsFileError) as exc:
+    # an unusable certificate file, a config whose model / test set / program cannot be built
+    except (CheckpointMismatch, StateError, BindError, InsecureExposure, TlsFileError,
+            ConfigError) as exc:
         print(f"fedserver: error: {exc}", file=sys.stderr)
         return 2
 

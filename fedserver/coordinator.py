@@ -42,8 +42,6 @@ from typing import Any
 import numpy as np
 
 from fedcore import config as config_io
-from fedcore.models import build_model
-from fedcore.params import get_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.secrets import redacted
 from fedserver.aggregators.weighting import reference_examples
@@ -58,7 +56,6 @@ from fedserver.model_state import (
     restore_model_state,
     save_model_state,
 )
-from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind, RoundPlan
 from fedserver.round_report import RoundTimer, write_report
 from fedserver.round_runner import EvaluationRound, OpenRound, RoundFailed, RoundRunner
@@ -71,6 +68,7 @@ from fedserver.round_state import (
     Shutdown,
     Wait,
 )
+from fedserver.run_setup import initial_parameters, round_program
 from fedserver.state_dir import StartMode, open_run_store
 from fedserver.status import status_for
 from fedserver.store import RoundRecord, StoreError
@@ -90,14 +88,15 @@ class Coordinator:
         self._cond = threading.Condition()
         self._stopping = False
         self.fatal: BaseException | None = None  # set when background work died
+        # the run's parts first: a config that cannot run is refused before any write
+        initial = initial_parameters(config)
+        self.program = round_program(config, initial=initial, evaluator=evaluator)
         self.state_dir = config_state_dir(config)
         self.store = open_run_store(self.state_dir, mode=start,
                                     config=config_io.to_dict(redacted(config)),
                                     run_id=uuid.uuid4().hex[:12])
         self.run_id = self.store.ensure_run(uuid.uuid4().hex[:12],
                                            config_io.to_dict(redacted(config)))
-        initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
-        self.program = build_program(config, initial=initial, evaluator=evaluator)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
         self.runner.model = restore_model_state(self.state_dir, self.store, initial,
                                                 self.runner.components())

@@ -22,6 +22,7 @@ from fedserver.auth import Authenticator
 from fedserver.config import ServerConfig
 from fedserver.coordinator import Coordinator
 from fedserver.metrics import MetricsEndpoint, serve_metrics
+from fedserver.run_setup import server_evaluator
 from fedserver.servicer import CoordinatorServicer
 from fedserver.state_dir import StartMode
 from fedserver.stream_guard import IdleStreamReaper, StreamLimiter
@@ -92,12 +93,8 @@ def _enable_reflection(server: grpc.Server) -> None:
 def create_server(config: ServerConfig, *, evaluator: object | None = None,
                   start: StartMode = StartMode()) -> RunningServer:
     listener = Listener.from_config(config)  # before anything is built or written
-    if evaluator is None and config.evaluation.test_set:
-        from fedserver.evaluation import ServerEvaluator
-
-        evaluator = ServerEvaluator(model_name=config.training.model,
-                                    test_set=config.evaluation.test_set,
-                                    batch_size=config.evaluation.batch_size)
+    if evaluator is None:
+        evaluator = server_evaluator(config)  # ConfigError naming evaluation.test_set
     coordinator = Coordinator(config, evaluator=evaluator, start=start)  # type: ignore[arg-type]
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
     reaper = IdleStreamReaper(idle_s=config.network.stream_idle_s)
