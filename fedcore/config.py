@@ -1,10 +1,11 @@
 """Configuration from one TOML file, overridden by environment variables, then CLI flags.
 
 Configs are trees of frozen dataclasses (sections are dataclass-typed fields). Precedence,
-lowest first: dataclass defaults < TOML file < environment (``PREFIX_SECTION__KEY``) <
-``--set section.key=value`` flags. Every unknown key and every value of the wrong type is
-reported with its dotted key, e.g. ``config key 'round.deadline_s': expected a number``;
-a float key never takes ``inf`` or ``nan``.
+lowest first: dataclass defaults < TOML file < environment (``PREFIX_SECTION__KEY``,
+strictly: see :mod:`fedcore.config_env`) < ``--set section.key=value`` flags. Every
+unknown key and every value of the wrong type is reported with its dotted key, e.g.
+``config key 'round.deadline_s': expected a number``; a float key never takes ``inf`` or
+``nan``.
 Dataclasses may validate further in ``__post_init__``; their ValueError is re-raised with
 the section's dotted key.
 """
@@ -21,6 +22,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from fedcore.config_env import environment_overrides
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -139,10 +142,12 @@ def load(cls: type[T], *, path: str | Path | None = None, env_prefix: str = "",
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     environ = os.environ if environ is None else environ
     if env_prefix:
-        for name, value in sorted(environ.items()):
-            if name.startswith(env_prefix + "_"):
-                key = name[len(env_prefix) + 1:].lower().replace("__", ".")
-                _set_path(tree, key, value)
+        for var in environment_overrides(cls, env_prefix, environ, ConfigError):
+            try:
+                _coerce(var.key, var.type, var.value)  # named by its variable, not only key
+            except ConfigError as exc:
+                raise ConfigError(f"environment variable {var.variable}: {exc}") from None
+            _set_path(tree, var.key, var.value)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
