@@ -31,13 +31,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._auth = authenticator
         self._tasks = tasks
         self._max_payload = max_payload_bytes
+        self._rejections = coordinator.metrics.rejections
 
     def _client(self, context: grpc.ServicerContext) -> str:
         return self._auth.authenticate(dict(context.invocation_metadata()),
                                        peer=context.auth_context())
 
     def Round(self, request: cpb.RoundRequest, context: grpc.ServicerContext) -> cpb.Task:
-        with abort_on_error(context):
+        with abort_on_error(context, "Round", self._rejections):
             client = self._client(context)
             context.add_callback(self._coord.wake)
             decision, instructions = self._coord.check_in(
@@ -51,7 +52,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def PullModel(self, request: cpb.PullModelRequest,
                   context: grpc.ServicerContext) -> Iterator[cpb.ModelChunk]:
-        with abort_on_error(context):
+        with abort_on_error(context, "PullModel", self._rejections):
             client = self._client(context)
             payload, rnd = self._coord.model_payload(client, request.task_id, request.held_mask_id)
         header = cpb.ModelChunk(header=make_header(payload))
@@ -64,7 +65,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def PushUpdate(self, request_iterator: Iterator[cpb.UpdateChunk],
                    context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context):
+        with abort_on_error(context, "PushUpdate", self._rejections):
             client = self._client(context)
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
@@ -90,7 +91,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def ReportEvaluation(self, request: cpb.EvaluationReport,
                          context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context):
+        with abort_on_error(context, "ReportEvaluation", self._rejections):
             client = self._client(context)
             new = self._coord.report_evaluation(client, request)  # validates the task first
             self._coord.add_bytes(request.round, up=request.ByteSize())
@@ -99,7 +100,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
 
     def Step(self, request: cpb.StepRequest, context: grpc.ServicerContext) -> cpb.StepAck:
-        with abort_on_error(context):
+        with abort_on_error(context, "Step", self._rejections):
             client = self._client(context)
             new = self._coord.protocol_step(client, request)  # validates the task first
             self._coord.add_bytes(request.round, up=request.ByteSize())
