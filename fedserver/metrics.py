@@ -4,8 +4,9 @@ Operators watch a run without reading its logs: rounds completed and failed, upd
 accepted and rejected by gRPC status code, every refused RPC by method and code, wire
 bytes per direction, phase durations, waiting and active clients, and store write errors
 (a disk filling up shows here before a run stalls). Each coordinator has its own
-registry, so several in one process (tests) do not collide. The endpoint is served only when ``network.metrics_port`` is >= 0 (-1, the
-default, is off; 0 picks a free port, published as ``metrics_port`` in ``endpoint.json``).
+registry, so several in one process (tests) do not collide. The endpoint is served only
+when ``network.metrics_port`` is >= 0 (-1, the default, is off; 0 picks a free port,
+published as ``metrics_port`` in ``endpoint.json``).
 
 Invariant: recording a metric never raises into the round path and takes no coordinator
 lock; the gauges read the state machine's sizes when scraped.
