@@ -439,17 +439,20 @@ class Coordinator:
     def _fail_round(self, closed: ClosedStep, open_round: OpenRound, reason: str,
                     start: float, up: int, down: int) -> None:
         """A close that could not be applied: the model is unchanged; record the failure
-        if the store takes it (a disk that is still full is only logged)."""
-        log.error("round %d failed at close, model unchanged at version %d: %s",
-                  closed.step.round, self.model.version, reason)
+        if the store takes it (a disk that is still full is only logged). One ERROR line
+        per failed round, however many writes failed."""
         self.metrics.round_closed(completed=False, version=self.model.version)
         record = self._round_record(closed, open_round, None, False, reason, start, up, down)
         try:
             self.store.record_round(record)
         except StoreError as exc:
-            log.error("round %d: could not record the failure either: %s", closed.step.round, exc)
             self.metrics.write_error("round_record")
+            log.error("round %d failed at close, model unchanged at version %d: %s; the "
+                      "failure is not recorded either (%s)", closed.step.round,
+                      self.model.version, reason, exc)
             return
+        log.error("round %d failed at close, model unchanged at version %d: %s",
+                  closed.step.round, self.model.version, reason)
         self._write_report_logged(finished=False)
 
     def _round_record(self, closed: ClosedStep, open_round: OpenRound, candidate: Any,
@@ -469,8 +472,8 @@ class Coordinator:
         """The report is derived from the store; a failed rewrite is caught up next time."""
         try:
             write_report(self.state_dir, self.store, finished=finished)
-        except WRITE_FAULTS as exc:
-            log.error("could not rewrite the report: %s", exc)
+        except WRITE_FAULTS as exc:  # the round's outcome is already logged and stored
+            log.warning("could not rewrite the report (caught up at the next rewrite): %s", exc)
             self.metrics.write_error("report")
 
     def _close_evaluation_phase(self, closed: ClosedStep) -> None:
