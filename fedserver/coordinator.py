@@ -100,6 +100,7 @@ class Coordinator:
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
         self.runner.model = restore_model_state(self.state_dir, self.store, initial,
                                                 self.runner.components())
+        self.store.commit_config_change()  # an accepted change, now that the run resumes
         self.plan = RoundPlan(config.round)
         first_round = int(self.store.get_state("last_round", 0)) + 1
         self._seen_clients: dict[str, int] = {}
@@ -169,7 +170,8 @@ class Coordinator:
         if not 0 <= num_examples <= MAX_EXAMPLES:
             raise InvalidUpdate(f"num_examples must be in 0..{MAX_EXAMPLES}")
         self._touch_client(client_id, num_examples)
-        until = self.clock() + min(max_wait_s, self.config.network.long_poll_s)
+        began = self.clock()
+        until = began + min(max_wait_s, self.config.network.long_poll_s)
         with self._cond:
             self.sm.client_waiting(client_id)
             try:
@@ -180,6 +182,8 @@ class Coordinator:
                         self._cond.notify_all()
                     remaining = until - self.clock()
                     if not isinstance(decision, Wait) or remaining <= 0 or not is_active():
+                        if isinstance(decision, Wait):
+                            decision = decision.paced(held_s=self.clock() - began)
                         return decision, self.instructions
                     if self._stopping:
                         return Wait(retry_after_s=1.0), self.instructions

@@ -48,6 +48,7 @@ from fedserver.model_state import ModelState, Stateful
 from fedserver.round_program import AggregatorComponent, RoundProgram
 from fedserver.transforms.base import RoundResult
 from fedserver.updates import DecodedUpdate, InvalidUpdate, PushTicket, decode_update
+from fedserver.uplink_codec import check_update_codec
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -128,8 +129,10 @@ class RoundRunner:
             open_round.weight_cap = self.program.weighting.cap(reference_examples)
 
     def decode(self, open_round: OpenRound, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
+        encoding = open_round.instructions.encoding  # binding (fedserver.uplink_codec)
         return decode_update(ticket, payload, shapes=self.shapes,
-                             score_shapes=open_round.side_shapes.get("scores", {}))
+                             score_shapes=open_round.side_shapes.get("scores", {}),
+                             check_codec=lambda msg: check_update_codec(msg.delta, encoding))
 
     def add(self, open_round: OpenRound, client_id: str, update: DecodedUpdate, *,
             claimed_examples: int, metrics: Mapping[str, float] | None = None) -> float:

@@ -169,7 +169,7 @@ def _check_config_reuse(state_dir: Path, store: RunStore, config: dict[str, Any]
             f"({describe(drift)}): restart with that config, or with --accept-config-change "
             f"to continue the run under the new one, or with --new-run to start a new run "
             f"(the current state is moved to {state_dir / PREVIOUS}/, nothing is deleted)")
-    store.replace_config(config, change=change_record(drift))
+    store.stage_config_change(config, change=change_record(drift))  # committed on resume
     log.warning("run %s continues under a changed config (--accept-config-change): %s",
                 run_id, describe(drift))
 

@@ -72,6 +72,8 @@ def test_accept_config_change_continues_and_records_it(tmp_path: Path) -> None:
     store = open_run_store(state, mode=StartMode(accept_config_change=True), config=changed,
                            run_id="r2")
     try:
+        assert store.run_info()[2]["training"]["learning_rate"] == 0.05  # staged only
+        store.commit_config_change()  # the coordinator does this once the run resumed
         info = store.run_info()
         assert info is not None and info[0] == "r1"  # the same run continues
         assert info[2]["training"]["learning_rate"] == 0.1
