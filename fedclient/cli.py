@@ -26,6 +26,15 @@ CLI = ConfigCli(
     })
 
 
+def data_label(config: ClientConfig) -> str:
+    """How errors name this client's data: by its file, else by its source."""
+    data = config.data
+    if data.path:
+        return f"data.path {data.path!r}"
+    return f"data.entrypoint {data.entrypoint!r}" if data.entrypoint else \
+        f"data.source {data.source!r}"
+
+
 def main(argv: list[str] | None = None) -> int:
     config = CLI.load_for_run(ClientConfig, argv)
     if isinstance(config, int):
@@ -51,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         daemon = ClientDaemon(config, LocalWorker(data, seed=config.seed,
                                                   allowed_models=config.allowed_models,
-                                                  attack=config.attack, personal=personal))
+                                                  attack=config.attack, personal=personal,
+                                                  data_label=data_label(config)))
     except TlsFileError as exc:
         print(f"fedclient: {exc}", file=sys.stderr)
         return 2

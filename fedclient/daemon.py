@@ -9,7 +9,9 @@ in again. A push the coordinator refused as late (``DEADLINE_EXCEEDED`` carrying
 again. Refusals back off too, on their own schedule that only a completed task resets, so
 a coordinator that keeps refusing this client is not hammered in a loop. Refused
 credentials end the daemon with :data:`EXIT_REFUSED` and one log line, no traceback
-(retrying cannot help, and a supervisor restarting it should see why).
+(retrying cannot help, and a supervisor restarting it should see why). Local data that
+does not fit the task's model (feature count, label range) ends it with :data:`EXIT_DATA`
+and one line naming the data and the model, before any training.
 A task this client cannot complete — its local update is not finite (training diverged:
 it is never pushed), the task names a model its operator did not allow, or the pulled
 model is unusable — is reported to the coordinator with ``ReportFailure`` and the reason,
@@ -38,6 +40,7 @@ from fedclient.local_work import LocalWorker, ModelNotAllowed, NonFiniteUpdate, 
 from fedclient.model_source import obtain_model
 from fedclient.payloads import HeldState, PayloadError, encode_update
 from fedclient.secure_steps import SecureAggregationSteps
+from fedcore.data_fit import DataModelMismatch
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import coordinator_pb2_grpc
 from fedcore.rejections import LATE, rejection_of
@@ -52,6 +55,7 @@ FATAL = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
          grpc.StatusCode.UNIMPLEMENTED}
 VERSION = "0.1.0"
 EXIT_REFUSED = 3  # the coordinator refuses this client (credentials, unknown id)
+EXIT_DATA = 2  # the local data does not fit the task's model (as for a config error)
 
 
 class FatalClientError(RuntimeError):
@@ -117,6 +121,9 @@ class ClientDaemon:
         except FatalClientError as exc:
             log.error("%s", exc)
             return EXIT_REFUSED
+        except DataModelMismatch as exc:
+            log.error("this client's data does not fit the coordinator's model: %s", exc)
+            return EXIT_DATA
         log.info("client %s stopped", self.config.client_id)
         return 0
 
@@ -191,6 +198,8 @@ class ClientDaemon:
         client does not allow is refused before anything is pulled."""
         try:
             shapes = self.worker.shapes(task.model_name)
+        except DataModelMismatch:
+            raise  # this client's data can never train this model: run() ends the daemon
         except ModelNotAllowed as exc:
             raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_MODEL_NOT_ALLOWED) from None
         except ValueError as exc:

@@ -16,6 +16,7 @@ adds ``"evaluated_on_train": 1.0`` to the returned metrics.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from fedclient.config import AttackConfig
 from fedclient.personal_layers import PersonalLayers
 from fedcompression import group_scores
 from fedcore.client_training import train_update
+from fedcore.data_fit import check_data_fits
 from fedcore.datasets import ClientData
 from fedcore.models import ModelNotAllowed, build_model, check_allowed
 from fedcore.norms import clip_to_norm
@@ -40,6 +42,7 @@ from fedcore.training import TrainConfig, evaluate, importance_scores, train_loc
 __all__ = ["LocalWorker", "ModelNotAllowed", "NonFiniteUpdate", "TrainOutcome"]
 
 Params = dict[str, np.ndarray]
+log = logging.getLogger("fedclient")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ def _check_finite(delta: Params, loss: float) -> None:
 class LocalWorker:
     """Holds the client's data and one model instance per model name.
 
+    A model is built on the first task naming it and checked against the data then
+    (:func:`fedcore.data_fit.check_data_fits`): a mismatch raises
+    :class:`fedcore.data_fit.DataModelMismatch`, which no retry can fix.
+
     Invariant: the coordinator cannot make this client import code. A task's model name is
     built only if it is a registry name (no import) or one of ``allowed_models``, the entry
     points the client's own operator configured; anything else raises
@@ -80,13 +87,16 @@ class LocalWorker:
     def __init__(self, data: ClientData, *, seed: int = 0,
                  allowed_models: tuple[str, ...] = (),
                  attack: AttackConfig | None = None,
-                 personal: PersonalLayers | None = None) -> None:
+                 personal: PersonalLayers | None = None,
+                 data_label: str = "the local data") -> None:
         self.data = data
         self.personal = personal or PersonalLayers()
+        self._data_label = data_label  # names the data in errors, e.g. "data.path 'x.csv'"
         self.attack = attack or AttackConfig()  # honest unless an experiment says otherwise
         self._seed = seed
         self._allowed = frozenset(allowed_models)
         self._models: dict[str, torch.nn.Module] = {}
+        self._warned_no_holdout = False  # the val_fraction = 0 warning is logged once
 
     @property
     def seed(self) -> int:
@@ -96,7 +106,10 @@ class LocalWorker:
         check_allowed(name, self._allowed, named_by="the coordinator",
                       key="this client's allowed_models")
         if name not in self._models:
-            self._models[name] = build_model(name, seed=self._seed)
+            model = build_model(name, seed=self._seed)
+            # before any training: data for another model is a setup error, not a crash
+            check_data_fits(model, self.data.train, data=self._data_label, model_name=name)
+            self._models[name] = model
         return self._models[name]
 
     def shapes(self, name: str) -> dict[str, tuple[int, ...]]:
@@ -158,6 +171,11 @@ class LocalWorker:
         this client's personalized model (personal layers substituted, then fine-tuned)."""
         model = self.model(task.model_name)
         on_train = len(self.data.val) == 0  # no hold-out (val_fraction 0): see module doc
+        if on_train and not self._warned_no_holdout:
+            self._warned_no_holdout = True
+            log.warning("federated evaluation asked, but data.val_fraction is 0: evaluating on "
+                        "the training data (reported as evaluated_on_train; set "
+                        "data.val_fraction, e.g. 0.2, for a held-out score)")
         dataset = self.data.train if on_train else self.data.val
         batch_size = task.evaluate.batch_size or 256
         set_parameters(model, global_params)

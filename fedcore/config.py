@@ -2,9 +2,10 @@
 
 Configs are trees of frozen dataclasses (sections are dataclass-typed fields). Precedence,
 lowest first: dataclass defaults < ``base`` (a named preset's ``key=value`` items) < TOML
-file < environment (``PREFIX_SECTION__KEY``) < ``--set section.key=value`` flags. Every
-unknown key and every value of the wrong type is reported with its dotted key, e.g.
-``config key 'round.deadline_s': expected a number``.
+file < environment (``PREFIX_SECTION__KEY``, strictly: see :mod:`fedcore.config_env`) <
+``--set section.key=value`` flags. Every unknown key and every value of the wrong type is
+reported with its dotted key, e.g. ``config key 'round.deadline_s': expected a number``; a
+float key never takes ``inf`` or ``nan``.
 Dataclasses may validate further in ``__post_init__``; their ValueError is re-raised with
 the section's dotted key.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import types
@@ -20,6 +22,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+from fedcore.config_env import environment_overrides
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -61,7 +65,13 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if tp in (int, float):
             if isinstance(value, bool):
                 raise ValueError
-            return tp(value) if tp is float or not isinstance(value, float) else _exact_int(value)
+            if tp is float:
+                number = float(value)
+                if not math.isfinite(number):  # no key means "infinite"; nan passes no check
+                    raise ConfigError(f"config key {key!r}: expected a finite number, "
+                                      f"got {value!r}")
+                return number
+            return _exact_int(value) if isinstance(value, float) else int(value)
         if tp is str:
             return str(value)
         if origin in (dict, Mapping) or tp is dict:
@@ -76,6 +86,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
             items = value
             (inner, *_) = typing.get_args(tp) or (str,)
             return tuple(_coerce(key, inner, v) for v in items)
+    except ConfigError:
+        raise
     except (TypeError, ValueError, json.JSONDecodeError):
         raise ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, "
                           f"got {value!r}") from None
@@ -133,10 +145,12 @@ def load(cls: type[T], *, path: str | Path | None = None, env_prefix: str = "",
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
     environ = os.environ if environ is None else environ
     if env_prefix:
-        for name, value in sorted(environ.items()):
-            if name.startswith(env_prefix + "_"):
-                key = name[len(env_prefix) + 1:].lower().replace("__", ".")
-                _set_path(tree, key, value)
+        for var in environment_overrides(cls, env_prefix, environ, ConfigError):
+            try:
+                _coerce(var.key, var.type, var.value)  # named by its variable, not only key
+            except ConfigError as exc:
+                raise ConfigError(f"environment variable {var.variable}: {exc}") from None
+            _set_path(tree, var.key, var.value)
     _apply_items(tree, overrides)
     return build(cls, tree)
 

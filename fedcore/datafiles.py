@@ -20,8 +20,9 @@ def _existing(path: str, source: str) -> Path:
 
 
 def read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    file = _existing(path, "npz")
     try:
-        loaded = np.load(_existing(path, "npz"), allow_pickle=False)
+        loaded = np.load(file, allow_pickle=False)
     except (OSError, EOFError, ValueError) as exc:
         raise ValueError(f"npz file {path!r} is not a readable .npz archive: {exc}") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy loads as an ndarray

@@ -3,8 +3,9 @@
 A payload (``ModelPayload`` or ``UpdatePayload``) is serialized once and sent as a
 ``StreamHeader`` (size + SHA-256) followed by data slices of at most ``CHUNK_BYTES``, so
 models far above gRPC's default 4 MiB message limit move without raising limits. The
-receiver checks the announced size against its own cap *before* reading any data, and the
-digest after the last slice; a payload is only parsed once it is complete and intact.
+receiver checks the announced size against its own cap *before* reading any data, refuses
+a slice larger than ``CHUNK_BYTES``, and checks the digest after the last slice; a
+payload is only parsed once it is complete and intact.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class PayloadAssembler:
             if self._empty > self._max_empty:
                 raise StreamError(f"stream carries more than {self._max_empty} empty chunks")
             return
+        if len(data) > CHUNK_BYTES:  # the protocol's limit, whatever the gRPC message cap
+            raise StreamError(f"a data chunk of {len(data)} bytes exceeds the {CHUNK_BYTES}-byte "
+                              f"chunk limit")
         end = self._received + len(data)
         if end > self._header.total_bytes:
             raise StreamError(

@@ -25,17 +25,22 @@ from fedprune.run_presets import DEFAULT_PRESET, RUN_PRESETS
 def _simulate(ns: argparse.Namespace) -> int:
     from fedclient.config import AttackConfig
     from fedclient.fault import FaultConfig
-    from fedprune.simulate import RunFolderNotEmpty, SimulationSpec, check_run_folder, run_simulation
-    from fedserver.cli import ENV_PREFIX
-    from fedserver.config import ServerConfig
+    from fedprune.simulate import (
+        RunFolderNotEmpty,
+        SimulationSpec,
+        check_run_folder,
+        run_simulation,
+        simulation_server_config,
+    )
 
     overrides = list(ns.set)
     if ns.rounds is not None:
         overrides.append(f"round.rounds={ns.rounds}")
     try:
-        server = config_io.load(ServerConfig, path=ns.config, env_prefix=ENV_PREFIX,
-                                base=RUN_PRESETS[ns.preset].overrides,
-                                overrides=[f"round.clients_per_round={ns.clients}", *overrides])
+        server = simulation_server_config(path=ns.config, overrides=overrides,
+                                          clients=ns.clients, data_source=ns.data,
+                                          val_fraction=ns.val_fraction,
+                                          base=RUN_PRESETS[ns.preset].overrides)
     except config_io.ConfigError as exc:
         print(f"fedprune simulate: {exc}", file=sys.stderr)
         return 2
@@ -44,7 +49,7 @@ def _simulate(ns: argparse.Namespace) -> int:
                           alpha=None if ns.iid else ns.alpha, progress=not ns.no_progress,
                           timeout_s=ns.timeout, overwrite=ns.overwrite,
                           attack=AttackConfig(behaviour=ns.attack),
-                          attack_fraction=ns.attack_fraction,
+                          attack_fraction=ns.attack_fraction, val_fraction=ns.val_fraction,
                           fault=FaultConfig(die_at=ns.kill_at, die_from_round=ns.kill_round),
                           fault_fraction=ns.kill_fraction)
     try:  # before anything is printed or started
@@ -76,15 +81,25 @@ def bytes_summary(totals: dict[str, Any]) -> str:
 
 
 def _report(ns: argparse.Namespace) -> int:
-    from fedprune.plot import plot_report_file
+    from fedprune.plot import plot_report
+    from fedserver.fairness import worst_clients_lines
 
     path = Path(ns.report)
     if path.is_dir():
         path = path / "report.json"
-    print(plot_report_file(path, Path(ns.out) if ns.out else None))
-    from fedserver.fairness import worst_clients_lines
-
-    print("\n".join(worst_clients_lines(json.loads(path.read_text()))))
+    try:
+        report = json.loads(path.read_text())
+        if not isinstance(report, dict) or not isinstance(report.get("rounds"), list):
+            raise ValueError("it is not a fedprune report (no 'rounds' list)")
+    except FileNotFoundError:
+        print(f"fedprune report: {path} does not exist (give a report.json or a run folder "
+              f"holding one)", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, not a report
+        print(f"fedprune report: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    print(plot_report(report, Path(ns.out) if ns.out else path.with_suffix(".png")))
+    print("\n".join(worst_clients_lines(report)))
     return 0
 
 
@@ -177,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
                      help="client data source (digits)")
     sim.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha (0.5)")
     sim.add_argument("--iid", action="store_true", help="IID partitions instead of Dirichlet")
+    sim.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                     help="fraction of each client's partition held out for federated "
+                          "evaluation (0; needed with round.federated_eval_every > 0)")
     sim.add_argument("--out", help="run folder (default runs/<timestamp>); must be empty")
     sim.add_argument("--overwrite", action="store_true",
                      help="replace a non-empty --out folder (its previous run is deleted)")

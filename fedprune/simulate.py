@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from fedclient.fault import FaultConfig
 from fedcore import config as config_io
 from fedcore.datasets import DataSpec
 from fedprune.plot import plot_report
+from fedserver.cli import ENV_PREFIX as SERVER_ENV_PREFIX
 from fedserver.config import ServerConfig
 
 
@@ -60,6 +61,7 @@ class SimulationSpec:
     relay: Callable[[int], int] | None = None
     fault: FaultConfig = field(default_factory=FaultConfig)  # for the last clients only
     fault_fraction: float = 0.0  # ceil(fraction * clients) clients SIGKILL themselves
+    val_fraction: float = 0.0  # of each partition, held out for federated evaluation
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
@@ -73,13 +75,51 @@ def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> Serve
                                   min_clients=min(rounds.min_clients, cohort)))
 
 
+def matching_test_set(server: ServerConfig, *, data_source: str) -> ServerConfig:
+    """The server config with a test set drawn like the clients' data: ``--data
+    synthetic`` evaluates on fresh synthetic samples, not on digits (an accuracy on
+    another task would be meaningless). Other settings are kept."""
+    if data_source == "synthetic" and server.evaluation.test_set == "digits":
+        return dataclasses.replace(server, evaluation=dataclasses.replace(
+            server.evaluation, test_set="synthetic"))
+    return server
+
+
+def simulation_server_config(*, path: str | None, overrides: list[str], clients: int,
+                             data_source: str, val_fraction: float,
+                             base: Sequence[str] = ()) -> ServerConfig:
+    """The coordinator config of ``fedprune simulate``: the run preset's items (``base``,
+    below everything else), the user's file and overrides (and ``FEDSERVER_*`` variables),
+    every client in every round (a single client is its own quorum), a test set matching
+    the data; ConfigError (one line) when it cannot run."""
+    cohort = [f"round.clients_per_round={clients}"] + (
+        ["round.min_clients=1"] if clients == 1 else [])
+    server = config_io.load(ServerConfig, path=path, env_prefix=SERVER_ENV_PREFIX,
+                            base=base, overrides=[*cohort, *overrides])
+    check_held_out_data(server, val_fraction=val_fraction)
+    return matching_test_set(server, data_source=data_source)
+
+
+def check_held_out_data(server: ServerConfig, *, val_fraction: float) -> None:
+    """Federated evaluation scores the model on each client's held-out split; without one
+    it would report accuracy on the training data. Raises ConfigError (one line)."""
+    if not 0 <= val_fraction < 1:
+        raise config_io.ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    every = server.round.federated_eval_every
+    if every > 0 and val_fraction == 0:
+        raise config_io.ConfigError(
+            f"round.federated_eval_every={every} evaluates on the clients' held-out data, "
+            f"but --val-fraction is 0 (no client holds any out): pass e.g. --val-fraction 0.2")
+
+
 def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientConfig]:
     adversarial = math.ceil(spec.attack_fraction * spec.clients) if spec.attack.behaviour else 0
     doomed = spec.clients - (math.ceil(spec.fault_fraction * spec.clients)
                              if spec.fault.die_at else 0)
     return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
                          data=DataSpec(source=spec.data_source, partition=i,
-                                       num_partitions=spec.clients, alpha=spec.alpha),
+                                       num_partitions=spec.clients, alpha=spec.alpha,
+                                       val_fraction=spec.val_fraction),
                          attack=spec.attack if i < adversarial else AttackConfig(),
                          personal_state=str(spec.out / "clients" / f"client-{i}.personal.npz"),
                          fault=spec.fault if i >= doomed else FaultConfig())

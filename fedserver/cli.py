@@ -6,7 +6,9 @@ their own flags. Run ``fedserver --print-config`` to see every key with its valu
 
 A state folder is resumed as it is; when it is damaged or inconsistent the coordinator
 refuses to start (one line naming the file, exit 2) and the operator picks ``--new-run``
-or ``--from-checkpoint PATH`` (see :mod:`fedserver.state_dir`).
+or ``--from-checkpoint PATH`` (see :mod:`fedserver.state_dir`). A state folder whose run
+was started with a different config is refused naming the keys, unless
+``--accept-config-change``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ CLI = ConfigCli(
         "--from-checkpoint": {"metavar": "PATH", "type": Path,
                               "help": "resume from this checkpoint file (the current state "
                                       "is moved aside as with --new-run)"},
+        "--accept-config-change": {
+            "action": "store_true",
+            "help": "continue the state folder's run although its config differs (the "
+                    "changed keys are logged and recorded in the run store)"},
     },
     switches={"insecure": "network.insecure"})
 
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     configure_logging(config.log_level, config.log_format, name="fedserver")
+    from fedcore.config import ConfigError
     from fedcore.tls import TlsFileError
     from fedserver.model_state import CheckpointMismatch
     from fedserver.server import BindError, serve
@@ -56,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     from fedserver.transport import InsecureExposure
 
     try:
-        return serve(config, start=StartMode(new_run=flags.new_run,
-                                             from_checkpoint=flags.from_checkpoint))
+        return serve(config, start=StartMode(
+            new_run=flags.new_run, from_checkpoint=flags.from_checkpoint,
+            accept_config_change=flags.accept_config_change))
     # another program's state, an unusable state folder, a taken port, an unsafe bind,
-    # an unusable certificate file
-    except (CheckpointMismatch, StateError, BindError, InsecureExposure, TlsFileError) as exc:
+    # an unusable certificate file, a config whose model / test set / program cannot be built
+    except (CheckpointMismatch, StateError, BindError, InsecureExposure, TlsFileError,
+            ConfigError) as exc:
         print(f"fedserver: error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ itself and names the bad key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from fedcore.model_codec import VALUE_CODEC_BY_NAME
 from fedcore.secrets import SECRET
@@ -102,6 +103,9 @@ class RoundConfig:
         _check(self.federated_eval_every >= 0, "federated_eval_every", "must be >= 0")
 
 
+MAX_LEARNING_RATE = 10.0  # above it local SGD diverges for any model clients could train
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """What clients are told to train: the model and the local optimizer."""
@@ -118,9 +122,10 @@ class TrainingConfig:
         _check(bool(self.model), "model", "must name a registered model or package.module:function")
         _check(self.local_epochs >= 1, "local_epochs", "must be >= 1")
         _check(self.batch_size >= 1, "batch_size", "must be >= 1")
-        _check(self.learning_rate > 0, "learning_rate", "must be > 0")
+        _check(0 < self.learning_rate <= MAX_LEARNING_RATE, "learning_rate",
+               f"must be a finite number in (0, {MAX_LEARNING_RATE:g}]")
         _check(0 <= self.momentum < 1, "momentum", "must be in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _check(0 <= self.weight_decay < float("inf"), "weight_decay", "must be finite and >= 0")
 
 
 @dataclass(frozen=True)
@@ -341,10 +346,37 @@ class TlsConfig:
         return bool(self.cert)
 
 
+NAMED_TEST_SETS = ("digits", "synthetic")
+TEST_SET_FILES = {".npz": "npz", ".csv": "csv"}
+
+
+def test_set_source(test_set: str) -> tuple[str, str]:
+    """``(source, path)`` of an ``evaluation.test_set`` value for
+    :func:`fedcore.datasets.load_test_set`; ValueError naming the accepted forms."""
+    if test_set in NAMED_TEST_SETS:
+        return test_set, ""
+    source = TEST_SET_FILES.get(PurePath(test_set).suffix.lower())
+    if source is None:
+        raise ValueError(f"test_set: must be {' or '.join(NAMED_TEST_SETS)}, a path to a "
+                         f".npz or .csv file, or \"\" (no server evaluation); got {test_set!r}")
+    return source, test_set
+
+
+test_set_source.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
-    test_set: str = "digits"  # server-side held-out set; "" disables server evaluation
+    """``[evaluation]``: the server-side held-out set (see :mod:`fedserver.evaluation`):
+    ``digits``, ``synthetic``, the path of the user's own .npz/.csv file, or "" (off)."""
+
+    test_set: str = "digits"
     batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.test_set:
+            test_set_source(self.test_set)
+        _check(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)

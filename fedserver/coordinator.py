@@ -43,8 +43,6 @@ from typing import Any
 import numpy as np
 
 from fedcore import config as config_io
-from fedcore.models import build_model
-from fedcore.params import get_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.secrets import redacted
 from fedcore.text import clip
@@ -60,7 +58,6 @@ from fedserver.model_state import (
     restore_model_state,
     save_model_state,
 )
-from fedserver.presets import build_program
 from fedserver.round_plan import PhaseKind, RoundPlan
 from fedserver.round_report import (
     DENSE_MODEL_BYTES,
@@ -78,6 +75,7 @@ from fedserver.round_state import (
     Shutdown,
     Wait,
 )
+from fedserver.run_setup import initial_parameters, round_program
 from fedserver.state_dir import StartMode, open_run_store
 from fedserver.status import status_for
 from fedserver.step_protocol import PHASE_OF_TASK_KIND
@@ -99,17 +97,19 @@ class Coordinator:
         self._cond = threading.Condition()
         self._stopping = False
         self.fatal: BaseException | None = None  # set when background work died
+        # the run's parts first: a config that cannot run is refused before any write
+        initial = initial_parameters(config)
+        self.program = round_program(config, initial=initial, evaluator=evaluator)
         self.state_dir = config_state_dir(config)
         self.store = open_run_store(self.state_dir, mode=start,
                                     config=config_io.to_dict(redacted(config)),
                                     run_id=uuid.uuid4().hex[:12])
         self.run_id = self.store.ensure_run(uuid.uuid4().hex[:12],
                                            config_io.to_dict(redacted(config)))
-        initial = get_parameters(build_model(config.training.model, seed=config.training.seed))
-        self.program = build_program(config, initial=initial, evaluator=evaluator)
         self.runner = RoundRunner(self.program, model=ModelState(params=initial, version=0))
         self.runner.model = restore_model_state(self.state_dir, self.store, initial,
                                                 self.runner.components())
+        self.store.commit_config_change()  # an accepted change, now that the run resumes
         self._protocol = self.program.protocol  # multi-step rounds (secure aggregation)
         self.plan = RoundPlan(config.round, training=(
             self._protocol.phases(config.round) if self._protocol is not None else None))
@@ -187,7 +187,8 @@ class Coordinator:
         if not 0 <= num_examples <= MAX_EXAMPLES:
             raise InvalidUpdate(f"num_examples must be in 0..{MAX_EXAMPLES}")
         self._touch_client(client_id, num_examples)
-        until = self.clock() + min(max_wait_s, self.config.network.long_poll_s)
+        began = self.clock()
+        until = began + min(max_wait_s, self.config.network.long_poll_s)
         with self._cond:
             self.sm.client_waiting(client_id)
             try:
@@ -198,6 +199,8 @@ class Coordinator:
                         self._cond.notify_all()
                     remaining = until - self.clock()
                     if not isinstance(decision, Wait) or remaining <= 0 or not is_active():
+                        if isinstance(decision, Wait):
+                            decision = decision.paced(held_s=self.clock() - began)
                         return self._with_step(client_id, decision), self.instructions
                     if self._stopping:
                         return Wait(retry_after_s=1.0), self.instructions
@@ -513,17 +516,20 @@ class Coordinator:
     def _fail_round(self, closed: ClosedStep, open_round: OpenRound, reason: str,
                     start: float, up: int, down: int) -> None:
         """A close that could not be applied: the model is unchanged; record the failure
-        if the store takes it (a disk that is still full is only logged)."""
-        log.error("round %d failed at close, model unchanged at version %d: %s",
-                  closed.step.round, self.model.version, reason)
+        if the store takes it (a disk that is still full is only logged). One ERROR line
+        per failed round, however many writes failed."""
         self.metrics.round_closed(completed=False, version=self.model.version)
         record = self._round_record(closed, open_round, None, False, reason, start, up, down)
         try:
             self.store.record_round(record)
         except StoreError as exc:
-            log.error("round %d: could not record the failure either: %s", closed.step.round, exc)
             self.metrics.write_error("round_record")
+            log.error("round %d failed at close, model unchanged at version %d: %s; the "
+                      "failure is not recorded either (%s)", closed.step.round,
+                      self.model.version, reason, exc)
             return
+        log.error("round %d failed at close, model unchanged at version %d: %s",
+                  closed.step.round, self.model.version, reason)
         self._write_report_logged(finished=False)
 
     def _round_record(self, closed: ClosedStep, open_round: OpenRound, candidate: Any,
@@ -544,8 +550,8 @@ class Coordinator:
         """The report is derived from the store; a failed rewrite is caught up next time."""
         try:
             write_report(self.state_dir, self.store, finished=finished)
-        except WRITE_FAULTS as exc:
-            log.error("could not rewrite the report: %s", exc)
+        except WRITE_FAULTS as exc:  # the round's outcome is already logged and stored
+            log.warning("could not rewrite the report (caught up at the next rewrite): %s", exc)
             self.metrics.write_error("report")
 
     def _close_evaluation_phase(self, closed: ClosedStep) -> None:

@@ -1,11 +1,12 @@
 """The coordinator's Prometheus metrics (``prometheus-client``) and their HTTP endpoint.
 
 Operators watch a run without reading its logs: rounds completed and failed, updates
-accepted and rejected by gRPC status code, wire bytes per direction, phase durations,
-waiting and active clients, and store write errors (a disk filling up shows here before a
-run stalls). Each coordinator has its own registry, so several in one process (tests) do
-not collide. The endpoint is served only when ``network.metrics_port`` is >= 0 (-1, the
-default, is off; 0 picks a free port, published as ``metrics_port`` in ``endpoint.json``).
+accepted and rejected by gRPC status code, every refused RPC by method and code, wire
+bytes per direction, phase durations, waiting and active clients, and store write errors
+(a disk filling up shows here before a run stalls). Each coordinator has its own
+registry, so several in one process (tests) do not collide. The endpoint is served only
+when ``network.metrics_port`` is >= 0 (-1, the default, is off; 0 picks a free port,
+published as ``metrics_port`` in ``endpoint.json``).
 
 Invariant: recording a metric never raises into the round path and takes no coordinator
 lock; the gauges read the state machine's sizes when scraped.
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from fedserver.rejection_log import RejectionLog
 
 PHASE_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, float("inf"))
 
@@ -49,6 +52,7 @@ class CoordinatorMetrics:
               registry=r).set_function(waiting)
         Gauge("fedprune_active_clients", "Selected clients the open step still awaits",
               registry=r).set_function(active)
+        self.rejections = RejectionLog(registry=r)  # every refused RPC, by method and code
         for status in ("completed", "failed"):
             self.rounds.labels(status)
         for direction in ("up", "down"):

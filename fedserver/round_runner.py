@@ -54,6 +54,7 @@ from fedserver.updates import (
     check_applicable,
     decode_update,
 )
+from fedserver.uplink_codec import check_update_codec
 
 Shapes = Mapping[str, tuple[int, ...]]
 
@@ -135,8 +136,10 @@ class RoundRunner:
 
     def decode(self, open_round: OpenRound, ticket: PushTicket,
                payload: bytes | memoryview) -> DecodedUpdate:
+        encoding = open_round.instructions.encoding  # binding (fedserver.uplink_codec)
         update = decode_update(ticket, payload, shapes=self.shapes,
-                               score_shapes=open_round.side_shapes.get("scores", {}))
+                               score_shapes=open_round.side_shapes.get("scores", {}),
+                               check_codec=lambda msg: check_update_codec(msg.delta, encoding))
         check_applicable(update.delta, self.model.params)
         return update
 

@@ -48,9 +48,20 @@ class Assignment:
     step: StepPayload | None = None  # a protocol phase's payload (filled by the coordinator)
 
 
+MIN_POLL_INTERVAL_S = 1.0  # fastest a client is told to repeat Round (see Wait.paced)
+
+
 @dataclass(frozen=True)
 class Wait:
     retry_after_s: float
+
+    def paced(self, *, held_s: float) -> Wait:
+        """This answer for a check-in that was held ``held_s``: a long-poll that waited
+        :data:`MIN_POLL_INTERVAL_S` or more may be repeated at once; a shorter one (the
+        client asked ``max_wait_ms = 0``, or the call was cut short) is told to come back
+        after the rest of that interval, so a literal client cannot busy-loop."""
+        rest = MIN_POLL_INTERVAL_S - held_s
+        return self if self.retry_after_s >= rest else Wait(retry_after_s=rest)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from fedserver.coordinator import Coordinator
 from fedserver.metrics import MetricsEndpoint, serve_metrics
 from fedserver.registration import shared_token_warning
 from fedserver.request_parsing import RequestParser, parsing_first, raw_request_handlers
+from fedserver.run_setup import server_evaluator
 from fedserver.servicer import CoordinatorServicer
 from fedserver.state_dir import StartMode
 from fedserver.stream_guard import IdleStreamReaper, StreamLimiter
@@ -106,12 +107,8 @@ def _add_raw_services(server: grpc.Server, servicer: CoordinatorServicer,
 def create_server(config: ServerConfig, *, evaluator: object | None = None,
                   start: StartMode = StartMode()) -> RunningServer:
     listener = Listener.from_config(config)  # before anything is built or written
-    if evaluator is None and config.evaluation.test_set:
-        from fedserver.evaluation import ServerEvaluator
-
-        evaluator = ServerEvaluator(model_name=config.training.model,
-                                    test_set=config.evaluation.test_set,
-                                    batch_size=config.evaluation.batch_size)
+    if evaluator is None:
+        evaluator = server_evaluator(config)  # ConfigError naming evaluation.test_set
     coordinator = Coordinator(config, evaluator=evaluator, start=start)  # type: ignore[arg-type]
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
     reaper = IdleStreamReaper(idle_s=config.network.stream_idle_s)

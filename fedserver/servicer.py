@@ -49,9 +49,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self._tasks = tasks
         self._max_payload = max_payload_bytes
         self._parse = parser or RequestParser()
+        self._rejections = coordinator.metrics.rejections
 
     def Round(self, raw: bytes, context: grpc.ServicerContext) -> cpb.Task:
-        with abort_on_error(context), self._gate.admit(context, registers=True) as client:
+        with abort_on_error(context, "Round", self._rejections), \
+                self._gate.admit(context, registers=True) as client:
             request = self._parse(cpb.RoundRequest, raw)
             held = _held(request)  # validated before a task is assigned
             context.add_callback(self._coord.wake)
@@ -75,7 +77,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             pass
 
     def PullModel(self, raw: bytes, context: grpc.ServicerContext) -> Iterator[cpb.ModelChunk]:
-        with abort_on_error(context), self._gate.admit(context) as client:  # to the last chunk
+        with abort_on_error(context, "PullModel", self._rejections), \
+                self._gate.admit(context) as client:  # to the last chunk
             request = self._parse(cpb.PullModelRequest, raw)
             payload, rnd = self._coord.model_payload(client, request.task_id, _held(request))
             header = cpb.ModelChunk(header=make_header(payload))
@@ -88,7 +91,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def PushUpdate(self, raw_chunks: Iterator[bytes],
                    context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context), self._gate.admit(context) as client:
+        with abort_on_error(context, "PushUpdate", self._rejections), \
+                self._gate.admit(context) as client:
             request_iterator = (self._parse(cpb.UpdateChunk, raw) for raw in raw_chunks)
             first = next(request_iterator, None)
             if first is None or first.WhichOneof("part") != "header":
@@ -113,22 +117,27 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         raise AssertionError("unreachable")
 
     def ReportEvaluation(self, raw: bytes, context: grpc.ServicerContext) -> cpb.PushAck:
-        return self._answer(raw, context, cpb.EvaluationReport, self._coord.report_evaluation,
+        return self._answer("ReportEvaluation", raw, context, cpb.EvaluationReport,
+                            self._coord.report_evaluation,
                             cpb.PushAck)
 
     def Step(self, raw: bytes, context: grpc.ServicerContext) -> cpb.StepAck:
-        return self._answer(raw, context, cpb.StepRequest, self._coord.protocol_step,
+        return self._answer("Step", raw, context, cpb.StepRequest,
+                            self._coord.protocol_step,
                             cpb.StepAck)
 
     def ReportFailure(self, raw: bytes, context: grpc.ServicerContext) -> cpb.PushAck:
-        return self._answer(raw, context, cpb.TaskFailure, self._coord.report_failure,
+        return self._answer("ReportFailure", raw, context, cpb.TaskFailure,
+                            self._coord.report_failure,
                             cpb.PushAck)
 
-    def _answer(self, raw: bytes, context: grpc.ServicerContext, request_type: type[R],
+    def _answer(self, method: str, raw: bytes, context: grpc.ServicerContext,
+                request_type: type[R],
                 handle: Callable[[str, R], bool], ack_type: type[A]) -> A:
         """A unary answer to a task: ``handle`` validates the task first, then takes the
         request; True when new, False for a duplicate."""
-        with abort_on_error(context), self._gate.admit(context) as client:
+        with abort_on_error(context, method, self._rejections), \
+                self._gate.admit(context) as client:
             request = self._parse(request_type, raw)
             new = handle(client, request)
             self._coord.add_bytes(request.round, up=request.ByteSize())

@@ -9,6 +9,9 @@ itself because part of it was lost, so :func:`open_run_store` refuses, with a
 * the store is missing or holds no run while the folder holds a previous run's files
   (checkpoints, report, write-ahead log).
 
+* the store's run was started with a different configuration (the keys are named; see
+  :mod:`fedserver.run_config`), unless ``--accept-config-change`` is given.
+
 The operator then chooses explicitly: ``--new-run`` starts a fresh run and
 ``--from-checkpoint PATH`` resumes from one checkpoint file; both first move the whole
 current state into ``previous/<timestamp>/`` inside the folder (nothing is ever deleted).
@@ -31,6 +34,7 @@ from fedserver.checkpoint import (
     file_digest,
     read_checkpoint,
 )
+from fedserver.run_config import change_record, config_drift, defaults, describe
 from fedserver.store import STORE_NAME, RunStore, StoreError
 
 log = logging.getLogger("fedserver.state_dir")
@@ -51,6 +55,7 @@ class StartMode:
 
     new_run: bool = False
     from_checkpoint: Path | None = None
+    accept_config_change: bool = False  # continue the stored run under a changed config
 
 
 def recovery_hint(state_dir: Path) -> str:
@@ -138,8 +143,35 @@ def open_run_store(state_dir: Path, *, mode: StartMode, config: dict[str, Any],
                       state_dir)
     if seed is not None:
         _install_seed(state_dir, store, *seed, config=config)
+    elif has_run:
+        try:
+            _check_config_reuse(state_dir, store, config, accept=mode.accept_config_change)
+        except BaseException:
+            store.close()
+            raise
     store.ensure_run(run_id, config)
     return store
+
+
+def _check_config_reuse(state_dir: Path, store: RunStore, config: dict[str, Any], *,
+                        accept: bool) -> None:
+    """Refuse to continue the stored run under a different configuration unless
+    ``accept``; an accepted change is logged and recorded (see the module doc)."""
+    info = store.run_info()
+    assert info is not None
+    run_id, _created, stored = info
+    drift = config_drift(stored, config, defaults())
+    if not drift:
+        return
+    if not accept:
+        raise StateError(
+            f"{store.path} holds run {run_id}, started with a different config "
+            f"({describe(drift)}): restart with that config, or with --accept-config-change "
+            f"to continue the run under the new one, or with --new-run to start a new run "
+            f"(the current state is moved to {state_dir / PREVIOUS}/, nothing is deleted)")
+    store.stage_config_change(config, change=change_record(drift))  # committed on resume
+    log.warning("run %s continues under a changed config (--accept-config-change): %s",
+                run_id, describe(drift))
 
 
 def _install_seed(state_dir: Path, store: RunStore, data: bytes, meta: dict[str, Any], *,

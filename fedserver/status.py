@@ -7,7 +7,9 @@ reason in trailing metadata (:mod:`fedcore.rejections`), so a client can tell a 
 that is final (late) from a transient failure with the same code. Details are clipped
 (:func:`fedcore.text.clip`): they quote client-supplied strings, which must not come back
 unbounded. A call refused by a limit (:class:`~fedserver.throttling.Throttled`) is
-RESOURCE_EXHAUSTED with the limit's reason in the same trailer.
+RESOURCE_EXHAUSTED with the limit's reason in the same trailer. Every refusal is counted
+and logged (once per cause) by :class:`fedserver.rejection_log.RejectionLog` here, the one
+place codes are chosen.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fedcore.rejections import REJECTION_KEY
 from fedcore.streaming import PayloadTooLarge, StreamError
 from fedcore.text import clip
 from fedserver.auth import AuthError
+from fedserver.rejection_log import RejectionLog
 from fedserver.round_state import Rejection, RejectReason
 from fedserver.throttling import Throttled
 from fedserver.updates import InvalidUpdate
@@ -65,17 +68,31 @@ def status_for(exc: Exception) -> grpc.StatusCode | None:
     return None
 
 
+def error_kind(exc: Exception) -> str:
+    """A bounded name for the cause of a refusal: the rejection reason or the error class."""
+    if isinstance(exc, Rejection):
+        return exc.reason.name.lower()
+    return type(exc).__name__
+
+
 @contextmanager
-def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
-    """Translate known domain errors into ``context.abort`` with their status code."""
+def abort_on_error(context: grpc.ServicerContext, method: str = "",
+                   rejections: RejectionLog | None = None) -> Iterator[None]:
+    """Translate known domain errors into ``context.abort`` with their status code; every
+    refusal (and an unexpected error, which gRPC answers UNKNOWN) is recorded in
+    ``rejections`` under ``method`` (see :mod:`fedserver.rejection_log`)."""
     try:
         yield
     except Exception as exc:
         code = status_for(exc)
+        details = clip(str(exc), DETAILS_LIMIT)
+        if rejections is not None:
+            rejections.rejected(method=method, code=code.name if code else "UNKNOWN",
+                                kind=error_kind(exc), detail=details)
         if code is None:
             raise
         if isinstance(exc, Rejection):
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason.name.lower()),))
         elif isinstance(exc, Throttled):
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason),))
-        context.abort(code, clip(str(exc), DETAILS_LIMIT))
+        context.abort(code, details)

@@ -79,6 +79,7 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Re-entrant: ``record_round(before_commit=...)`` reads the store inside its write.
         self._lock = threading.RLock()
+        self._staged_config: tuple[dict[str, Any], dict[str, Any]] | None = None
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False,
                                        isolation_level=None)
@@ -135,6 +136,26 @@ class RunStore:
             return str(row[0])
         self._tx([("INSERT INTO runs VALUES (?, ?, ?)", (run_id, time.time(), json.dumps(config)))])
         return run_id
+
+    def stage_config_change(self, config: dict[str, Any], *, change: dict[str, Any]) -> None:
+        """Remember an accepted config change; :meth:`commit_config_change` writes it once
+        the run is known to resume under it (a later refusal must leave the store as it
+        was)."""
+        self._staged_config = (config, change)
+
+    def commit_config_change(self) -> None:
+        """Write the staged change, if any (see :meth:`replace_config`)."""
+        staged, self._staged_config = self._staged_config, None
+        if staged is not None:
+            self.replace_config(staged[0], change=staged[1])
+
+    def replace_config(self, config: dict[str, Any], *, change: dict[str, Any]) -> None:
+        """Make ``config`` the run's configuration, appending ``change`` (what changed,
+        when) to the ``config_changes`` list in the same transaction."""
+        history = [*self.get_state("config_changes", []), change]
+        self._tx([("UPDATE runs SET config = ?", (json.dumps(config),)),
+                  ("INSERT OR REPLACE INTO state VALUES ('config_changes', ?)",
+                   (json.dumps(history),))])
 
     def set_state(self, key: str, value: Any) -> None:
         self._tx([("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))])

@@ -10,7 +10,7 @@ is ever folded into the aggregate.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,15 +49,20 @@ class DecodedUpdate:
     decode_seconds: float
 
 
-def decode_update(ticket: PushTicket, payload: bytes | memoryview, *, shapes: Mapping[str, tuple[int, ...]],
-                  score_shapes: Mapping[str, tuple[int, ...]]) -> DecodedUpdate:
-    """Parse and decode outside the lock; raises InvalidUpdate or a model_codec error."""
+def decode_update(ticket: PushTicket, payload: bytes | memoryview, *,
+                  shapes: Mapping[str, tuple[int, ...]],
+                  score_shapes: Mapping[str, tuple[int, ...]],
+                  check_codec: Callable[[cpb.UpdatePayload], None] = lambda _msg: None,
+                  ) -> DecodedUpdate:
+    """Parse and decode outside the lock; raises InvalidUpdate or a model_codec error.
+    ``check_codec`` vets the parsed payload's encoding before anything is decoded."""
     start = time.perf_counter()
     msg = cpb.UpdatePayload()
     try:
         msg.ParseFromString(payload)
     except DecodeError as exc:
         raise InvalidUpdate(f"update payload is not a valid UpdatePayload: {exc}") from None
+    check_codec(msg)
     if msg.delta.version != ticket.version:
         raise InvalidUpdate(f"payload model version {msg.delta.version} differs from the "
                             f"header's {ticket.version}")

@@ -83,3 +83,53 @@ def test_a_taken_port_is_one_line_naming_the_key(tmp_path: Path, key: str) -> No
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "fedserver: error" in line]
     assert len(errors) == 1 and f"{key}: cannot bind 127.0.0.1:{port}" in errors[0]
+
+
+def test_every_refused_call_is_counted_by_method_and_code_and_logged_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fedcore.pb import coordinator_pb2 as cpb
+
+    config = server_config(tmp_path / "state", "evaluation.test_set=", "network.metrics_port=0")
+    with running_server(config) as server, caplog.at_level(logging.WARNING,
+                                                           logger="fedserver.rejections"):
+        assert server.metrics is not None
+        intruder, client = RawClient(server.port, token="wrong"), RawClient(server.port)
+        try:
+            for _ in range(5):  # a misconfigured client retrying
+                with pytest.raises(grpc.RpcError) as info:
+                    intruder.round(max_wait_ms=100)
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as info:
+                    client.pull(cpb.Task(task_id="no-such-task"))
+                assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            intruder.close()
+            client.close()
+        m = scrape(server.metrics.port)
+    assert m['fedprune_rpc_rejections_total{code="UNAUTHENTICATED",method="Round"}'] == 5
+    assert m['fedprune_rpc_rejections_total{code="NOT_FOUND",method="PullModel"}'] == 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "fedserver.rejections"]
+    assert len(lines) == 2, lines  # one per cause, not one per call
+    assert lines[0].startswith("refused Round with UNAUTHENTICATED (AuthError): bad token")
+    assert "wrong" not in " ".join(lines)  # the token never reaches the log
+
+
+def test_a_repeated_cause_is_logged_again_after_the_interval_with_its_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from prometheus_client import CollectorRegistry
+
+    from fedserver.rejection_log import RejectionLog
+
+    now = [0.0]
+    log = RejectionLog(registry=CollectorRegistry(), every_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="fedserver.rejections"):
+        for t in (0, 1, 2, 30, 61, 62):
+            now[0] = t
+            log.rejected(method="PushUpdate", code="DEADLINE_EXCEEDED", kind="late", detail="x")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[1].endswith("(3 more since the last line)")

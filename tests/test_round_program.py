@@ -16,6 +16,7 @@ from fedcore.pb import coordinator_pb2 as cpb
 from fedserver.coordinator import Coordinator
 from fedserver.model_state import CheckpointMismatch, save_model_state
 from fedserver.server import RunningServer
+from fedserver.state_dir import StartMode, StateError
 from fedserver.store import RoundRecord, RunStore
 from tests.helpers import (
     RawClient,
@@ -103,10 +104,25 @@ def test_checkpoint_refuses_another_program_naming_the_component(tmp_path: Path)
     resumed = Coordinator(server_config(state, "evaluation.test_set="))
     assert resumed.model.version == 1 and resumed.sm.step.round == 2
     resumed.close()
-    with pytest.raises(CheckpointMismatch, match="component 'optimizer'"):
+    # the changed config is refused first, naming the key ...
+    with pytest.raises(StateError, match='aggregation.preset "fedavg" -> "fedadam"'):
         Coordinator(server_config(state, "evaluation.test_set=", "aggregation.preset=fedadam"))
+    # ... and even when the operator accepts the change, the checkpoint refuses a program
+    # whose components it cannot hold
+    accept = StartMode(accept_config_change=True)
+    with pytest.raises(CheckpointMismatch, match="component 'optimizer'"):
+        Coordinator(server_config(state, "evaluation.test_set=", "aggregation.preset=fedadam"),
+                    start=accept)
     with pytest.raises(CheckpointMismatch, match=r"components \['aggregator', 'optimizer'\]"):
-        Coordinator(server_config(state, "evaluation.test_set=", "pruning.enabled=true"))
+        Coordinator(server_config(state, "evaluation.test_set=", "pruning.enabled=true"),
+                    start=accept)
+    store = RunStore(state / "fedprune.sqlite")  # the refusals wrote nothing
+    try:
+        info = store.run_info()
+        assert info is not None and info[2]["aggregation"]["preset"] == "fedavg"
+        assert store.get_state("config_changes") is None
+    finally:
+        store.close()
 
 
 def test_cli_names_the_mismatch_in_one_line(tmp_path: Path) -> None:
@@ -118,4 +134,5 @@ def test_cli_names_the_mismatch_in_one_line(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and "optimizer" in errors[0] and "Traceback" not in proc.stderr
+    assert len(errors) == 1 and "aggregation.preset" in errors[0]
+    assert "Traceback" not in proc.stderr

@@ -71,14 +71,22 @@ class CoordinatorServicer:
 
     def Round(self, request, context):
         """Check in and receive a task. Long-polls: the server holds the call until a task is
-        ready or `max_wait_ms` (capped by the server) has passed, then answers WAIT.
+        ready or `max_wait_ms` (capped by the server) has passed, then answers WAIT. Safe to
+        retry and to overlap: a client that already holds an open task (selected, no result
+        yet) gets the same task again (same task_id) on every Round call, so a retried or
+        concurrent check-in never costs it its selection. SHUTDOWN: the run is over.
+        Codes: UNAUTHENTICATED, PERMISSION_DENIED (unknown client id), INVALID_ARGUMENT
+        (num_examples out of range).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PullModel(self, request, context):
-        """Stream the global model for a task as chunks (header first, then data).
+        """Stream the global model for a task as chunks (header first, then data). Read-only,
+        safe to retry while the task is open. NOT_FOUND when the task is not open for the
+        caller: unknown, another client's, or its step already closed (the same code for
+        all three; call Round again). RESOURCE_EXHAUSTED is the client's own size cap.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -87,14 +95,22 @@ class CoordinatorServicer:
     def PushUpdate(self, request_iterator, context):
         """Stream an update for a TRAIN task (header first, then data). Idempotent per
         (client, task): a retried push of the same bytes is acknowledged as a duplicate and
-        counted once.
+        counted once; a different update for a task already answered is ALREADY_EXISTS.
+        Codes: NOT_FOUND (unknown task), PERMISSION_DENIED (another client's task),
+        DEADLINE_EXCEEDED + `late` (its step closed or its deadline passed), FAILED_PRECONDITION
+        (wrong round, stale model_version, wrong mask_id, wrong kind), INVALID_ARGUMENT
+        (malformed stream, header/payload mismatch, wrong shapes, non-finite values, values at
+        pruned positions, another codec than Task.update_encoding, bad num_examples or
+        metrics), RESOURCE_EXHAUSTED (payload above the server's cap, checked from the header).
+        A refused update never touches the global model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReportEvaluation(self, request, context):
-        """Report the metrics of an EVALUATE task.
+        """Report the metrics of an EVALUATE task. Idempotent per (client, task) like PushUpdate,
+        with the same codes (no model fields, so no FAILED_PRECONDITION for version or mask).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
