@@ -118,12 +118,16 @@ def read_artifact(path: Path, *, limits: DecodeLimits = DecodeLimits()) -> Artif
 
 
 def _check_header(path: Path, header: dict[str, Any]) -> None:
-    """Types only: the values are data, never resolved to code here (the layer specs are
-    built from a fixed table of torch layers)."""
+    """Types and key sets only: the values are data, never resolved to code here (layer
+    specs are built from a fixed table of torch layers, which refuses unknown kinds and
+    arguments when the model is built)."""
+    spec_keys = ({"kind", "in_features", "out_features"} if header["format"] == 1
+                 else {"name", "kind", "args"})
     specs, carries = header.get("specs"), header.get("carries")
     ok = (isinstance(header.get("model_name"), str)
-          and (specs is None or (isinstance(specs, list)
-                                 and all(isinstance(s, dict) for s in specs)))
+          and (specs is None or (isinstance(specs, list) and all(
+              isinstance(s, dict) and set(s) <= spec_keys and isinstance(s.get("kind"), str)
+              and isinstance(s.get("args", {}), dict) for s in specs)))
           and (carries is None or (isinstance(carries, list)
                                    and all(isinstance(c, dict) for c in carries))))
     if not ok:
