@@ -13,6 +13,14 @@ credentials end the daemon with :data:`EXIT_REFUSED` and one log line, no traceb
 ``stop()`` (SIGTERM) cancels the call in flight and the loop exits between steps. A task
 kind this client does not know (a newer coordinator) is treated as WAIT, so old clients
 keep polling instead of failing.
+
+One loop serves a stand-alone daemon and each virtual client of a pool
+(:mod:`fedclient.pool`): a pool passes a ``channel`` it shares among its virtual clients
+(a channel carries no identity; every call sends its own client's id and token), and a
+``log_prefix`` naming the client. A daemon never closes a channel it was given.
+``config.slowdown`` (experiments only) stretches each local training to ``slowdown`` times
+its measured length by waiting afterwards, so heterogeneous client speeds can be simulated
+on one machine; the wait ends early on ``stop()``.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -50,13 +59,25 @@ class FatalClientError(RuntimeError):
     """The coordinator refuses this client (bad credentials); retrying cannot help."""
 
 
+class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every message (a pool's virtual clients share one log)."""
+
+    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
+        return f"{self.extra['prefix']}{msg}", kwargs  # type: ignore[index]
+
+
 class ClientDaemon:
-    def __init__(self, config: ClientConfig, worker: LocalWorker) -> None:
+    def __init__(self, config: ClientConfig, worker: LocalWorker, *,
+                 channel: grpc.Channel | None = None, log_prefix: str = "") -> None:
+        """``channel``: a shared channel (kept open by its owner); None opens one."""
         self.config = config
         self.worker = worker
         self._stop = threading.Event()
         self._inflight: grpc.Future | None = None
-        self._channel = open_channel(config.server, tls=config.tls)
+        self._owns_channel = channel is None
+        self._channel = open_channel(config.server, tls=config.tls) if channel is None \
+            else channel
+        self.log = _Prefixed(log, {"prefix": log_prefix})
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._metadata = (("x-fedprune-client-id", config.client_id),
                           ("authorization", f"Bearer {config.token}"))
@@ -84,12 +105,13 @@ class ClientDaemon:
             inflight.cancel()
 
     def close(self) -> None:
-        self._channel.close()
+        if self._owns_channel:
+            self._channel.close()
 
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> int:
         """Serve tasks until SHUTDOWN or stop(); returns a process exit code."""
-        log.info("client %s serving %s with %d training examples", self.config.client_id,
+        self.log.info("client %s serving %s with %d training examples", self.config.client_id,
                  self.config.server, len(self.worker.data.train))  # type: ignore[arg-type]
         try:
             while not self._stop.is_set():
@@ -97,16 +119,16 @@ class ClientDaemon:
                     task = self._check_in()
                     self._backoff.reset()
                     if task.kind == cpb.TASK_KIND_SHUTDOWN:
-                        log.info("coordinator says the run is over after %d tasks",
+                        self.log.info("coordinator says the run is over after %d tasks",
                                  self.rounds_done)
                         return 0
                     self._dispatch(task)
                 except grpc.RpcError as exc:
                     self._on_rpc_error(exc)
         except FatalClientError as exc:
-            log.error("%s", exc)
+            self.log.error("%s", exc)
             return EXIT_REFUSED
-        log.info("client %s stopped", self.config.client_id)
+        self.log.info("client %s stopped", self.config.client_id)
         return 0
 
     def _on_rpc_error(self, exc: grpc.RpcError) -> None:
@@ -119,18 +141,18 @@ class ClientDaemon:
                                    f"{self.config.client_id!r}: {code.name}: {details}")
         if code in RETRYABLE and not _is_refusal(exc):
             delay = self._backoff.next_delay()
-            log.info("coordinator %s unreachable: %s: %s; retrying in %.2fs",
+            self.log.info("coordinator %s unreachable: %s: %s; retrying in %.2fs",
                      self.config.server, code.name, details, delay)
             self._stop.wait(delay)
         else:  # refused (late, stale, unknown after a restart, invalid): check in again
-            log.warning("coordinator %s refused: %s: %s", self.config.server, code.name,
+            self.log.warning("coordinator %s refused: %s: %s", self.config.server, code.name,
                         details)
             self._refused_pause()
 
     def _refused_pause(self) -> None:
         """Wait before the check-in that follows a refusal; grows until a task completes."""
         delay = max(self.config.backoff_initial_s, self._refusals.next_delay())
-        log.info("checking in again in %.2fs", delay)
+        self.log.info("checking in again in %.2fs", delay)
         self._stop.wait(delay)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable | grpc.StreamUnaryMultiCallable,
@@ -165,7 +187,7 @@ class ClientDaemon:
         (a newer coordinator would otherwise flood the log on every check-in)."""
         if task.kind not in self._unknown_kinds:
             self._unknown_kinds.add(task.kind)
-            log.warning("treating task kind %d, which this client does not know, as WAIT",
+            self.log.warning("treating task kind %d, which this client does not know, as WAIT",
                         task.kind)
         self._stop.wait(task.retry_after_ms / 1000 if task.retry_after_ms else 1.0)
 
@@ -195,19 +217,27 @@ class ClientDaemon:
             params = self._pull(task)
             pull_seconds = time.perf_counter() - start
             masks = self.held.masks if task.mask_id else None
-            log.info("round %d: training on model version %d%s", task.round, task.model_version,
+            self.log.info("round %d: training on model version %d%s", task.round, task.model_version,
                      f" under mask {task.mask_id}" if masks else "")
             outcome = self.worker.train(task, params, masks)
+            self._slow_down(outcome)
             ack = self._push(task, outcome, masks, pull_seconds)
         except _TaskFailed as exc:
-            log.warning("round %d: task abandoned: %s", task.round, exc)
+            self.log.warning("round %d: task abandoned: %s", task.round, exc)
             self._refused_pause()
             return
         self.rounds_done += 1
         self._refusals.reset()
-        log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
+        self.log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
                  outcome.num_examples, outcome.metrics["train_loss"],
                  " [duplicate]" if ack.duplicate else "")
+
+    def _slow_down(self, outcome: TrainOutcome) -> None:
+        """Simulated slow hardware: wait (slowdown - 1) x the training time (see module doc)."""
+        if self.config.slowdown > 1:
+            extra = (self.config.slowdown - 1) * outcome.metrics["train_seconds"]
+            self._stop.wait(extra)
+            outcome.metrics["slowdown_seconds"] = extra
 
     def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
               pull_seconds: float) -> cpb.PushAck:
@@ -238,7 +268,7 @@ class ClientDaemon:
         try:
             params = self._pull(task)
         except _TaskFailed as exc:
-            log.warning("round %d: evaluation abandoned: %s", task.round, exc)
+            self.log.warning("round %d: evaluation abandoned: %s", task.round, exc)
             self._refused_pause()
             return
         num_examples, metrics = self.worker.evaluate(task, params)
@@ -246,7 +276,7 @@ class ClientDaemon:
                                       num_examples=max(1, num_examples), metrics=metrics)
         self._call(self._stub.ReportEvaluation, report, self._time_left(task))
         self._refusals.reset()
-        log.info("round %d: evaluated: %s", task.round, metrics)
+        self.log.info("round %d: evaluated: %s", task.round, metrics)
 
 
 def _rejection(exc: grpc.RpcError) -> str | None:

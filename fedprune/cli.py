@@ -22,13 +22,20 @@ from fedcore import config as config_io
 def _simulate(ns: argparse.Namespace) -> int:
     from fedclient.config import AttackConfig
     from fedprune.simulate import RunFolderNotEmpty, SimulationSpec, check_run_folder, run_simulation
+    from fedprune.simulate_config import SimulateKeys
     from fedserver.cli import ENV_PREFIX
     from fedserver.config import ServerConfig
 
-    overrides = list(ns.set)
+    sim_keys = [s for s in ns.set if s.startswith("simulate.")]
+    overrides = [s for s in ns.set if not s.startswith("simulate.")]
+    if ns.client_pool is not None:
+        sim_keys.append(f"simulate.clients_per_process={ns.client_pool}")
+    if ns.ray is not None:
+        sim_keys += ["simulate.ray=true", f"simulate.ray_address={ns.ray}"]
     if ns.rounds is not None:
         overrides.append(f"round.rounds={ns.rounds}")
     try:
+        sim = config_io.load(SimulateKeys, overrides=sim_keys, environ={}).simulate
         server = config_io.load(ServerConfig, path=ns.config, env_prefix=ENV_PREFIX,
                                 overrides=[f"round.clients_per_round={ns.clients}", *overrides])
     except config_io.ConfigError as exc:
@@ -39,7 +46,7 @@ def _simulate(ns: argparse.Namespace) -> int:
                           alpha=None if ns.iid else ns.alpha, progress=not ns.no_progress,
                           timeout_s=ns.timeout, overwrite=ns.overwrite,
                           attack=AttackConfig(behaviour=ns.attack),
-                          attack_fraction=ns.attack_fraction)
+                          attack_fraction=ns.attack_fraction, sim=sim)
     try:  # before anything is printed or started
         check_run_folder(out, overwrite=ns.overwrite)
     except RunFolderNotEmpty as exc:
@@ -146,9 +153,17 @@ def parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run a coordinator and N client daemons locally")
     sim.add_argument("--clients", type=int, default=10, help="number of client daemons (10)")
     sim.add_argument("--rounds", type=int, help="rounds to run (config default: 30)")
+    sim.add_argument("--client-pool", type=int, metavar="N",
+                     help="host N virtual clients per OS process (same as --set "
+                          "simulate.clients_per_process=N; default: one process per client)")
+    sim.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="run the client pools as Ray actors (pip install fedprune[ray]); "
+                          "ADDRESS joins a cluster (auto, ray://host:port), none starts Ray "
+                          "locally")
     sim.add_argument("--config", help="coordinator TOML config (see fedserver --print-config)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a coordinator config key (repeatable)")
+                     help="override a coordinator config key, or a simulate.* key "
+                          "(fedprune/simulate_config.py; repeatable)")
     sim.add_argument("--data", default="digits", choices=["digits", "synthetic"],
                      help="client data source (digits)")
     sim.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha (0.5)")
