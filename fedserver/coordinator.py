@@ -1,5 +1,8 @@
 """The coordinator: a lock, long-polls, deadlines and dispatch around the round runner.
 
+When the model moves is the scheduler's (``[schedule] mode``, :mod:`fedserver.schedules`:
+synchronous rounds or FedBuff); the coordinator drives either through the same interface.
+
 The gRPC servicer calls four entry points: :meth:`check_in` (long-poll for a task),
 :meth:`model_payload` (the encoded global model for a task), the push trio
 :meth:`begin_push` / :meth:`decode_update` / :meth:`commit_push`, and
@@ -67,10 +70,10 @@ from fedserver.round_state import (
     ClosedStep,
     Rejection,
     RejectReason,
-    RoundStateMachine,
     Shutdown,
     Wait,
 )
+from fedserver.schedules import build_scheduler
 from fedserver.state_dir import StartMode, open_run_store
 from fedserver.status import status_for
 from fedserver.store import RoundRecord, StoreError
@@ -106,10 +109,10 @@ class Coordinator:
         self._seen_clients: dict[str, int] = {}
         self._registered = frozenset(self.store.client_ids())  # from earlier starts
         self._open_round(first_round)
-        self.sm = RoundStateMachine(config.round, run_id=self.run_id, first_round=first_round,
-                                    version=self.model.version,
-                                    mask_id=self.instructions.mask_id, clock=clock,
-                                    plan=self.plan, population=self._population)
+        self.sm = build_scheduler(config, run_id=self.run_id, first_round=first_round,
+                                  version=self.model.version,
+                                  mask_id=self.instructions.mask_id, clock=clock,
+                                  plan=self.plan, population=self._population)
         self.metrics = CoordinatorMetrics(waiting=lambda: self.sm.waiting_count,
                                           active=lambda: self.sm.active_count)
         self.metrics.model_version.set(self.model.version)
@@ -211,10 +214,7 @@ class Coordinator:
     def model_payload(self, client_id: str, task_id: str, held_mask_id: str) -> tuple[bytes, int]:
         """Serialized ModelPayload for an assigned task, and the task's round."""
         with self._cond:
-            step = self.sm.step
-            if (self.sm.finished or client_id not in step.selected
-                    or task_id != step.task_id(self.run_id, client_id)):
-                raise LookupError(f"task {task_id!r} is not open for client {client_id!r}")
+            task_round = self.sm.task_round(client_id, task_id)  # LookupError if not open
             instr = self.instructions
             include_mask = bool(instr.mask_id) and held_mask_id != instr.mask_id
             key = (self.model.version, instr.mask_id, include_mask)
@@ -223,7 +223,7 @@ class Coordinator:
                                        if k[:2] == key[:2]}
                 self._payload_cache[key] = encode_model_payload(
                     self.model, instr, wire=self.config.wire, include_mask=include_mask)
-            return self._payload_cache[key], step.round
+            return self._payload_cache[key], task_round
 
     # -- uplink -----------------------------------------------------------------------------
     def begin_push(self, client_id: str, header: cpb.UpdateHeader) -> PushTicket | None:
@@ -247,9 +247,9 @@ class Coordinator:
     def decode_update(self, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
         """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""
         with self._cond:
-            open_round = self._train
+            open_round, folds_into = self._train, self.sm.folding_round(ticket.round)
         with self._push_outcome():
-            if open_round is None or open_round.round != ticket.round:
+            if open_round is None or open_round.round != folds_into:
                 raise InvalidUpdate(f"round {ticket.round} is not collecting updates")
             return self.runner.decode(open_round, ticket, payload)
 
@@ -263,11 +263,13 @@ class Coordinator:
             self.metrics.update(code="OK", duplicate=not new)
             if not new:
                 return False
-            assert self._train is not None and self._train.round == ticket.round
+            assert self._train is not None
+            assert self._train.round == self.sm.folding_round(ticket.round)
             self._fix_weight_cap(self._train)
             self.runner.add(self._train, ticket.client_id, update,
                             claimed_examples=ticket.num_examples,
-                            metrics={**metrics, "push_seconds": self.clock() - ticket.started})
+                            metrics={**metrics, "push_seconds": self.clock() - ticket.started,
+                                     **self.sm.result_reports(ticket.client_id)})
             self.sm.record_result(ticket.client_id, ticket.digest)
             self._advance_locked()
             return True
@@ -319,7 +321,9 @@ class Coordinator:
                             f"the open phase is {phase.value}, which takes no protocol steps")
 
     def add_bytes(self, round_: int, *, up: int = 0, down: int = 0) -> None:
-        """Credit wire bytes to a round; callers pass only rounds of validated tasks."""
+        """Credit wire bytes to a round; callers pass only rounds of validated tasks (a
+        result's bytes go to the round it folds into)."""
+        round_ = self.sm.folding_round(round_)
         with self._bytes_lock:
             counts = self._bytes.setdefault(round_, [0, 0])
             counts[0] += up
