@@ -9,8 +9,8 @@ data specs, which determine the same samples on every machine. Every node needs 
 installed (``pip install fedprune[ray]``) and must reach the coordinator's address.
 
 ``address`` "" starts a local Ray (``ray.init()``, what the tests do); "auto" or
-``ray://host:port`` joins a running cluster. ``stop`` kills the actors and, for a Ray this
-module started, shuts it down.
+``ray://host:port`` joins a running cluster. ``stop`` kills the actors and, for a Ray
+:meth:`RayPools.start` joined or started, shuts it down.
 """
 
 from __future__ import annotations
@@ -46,6 +46,16 @@ def _run_pool(config: dict[str, Any], log_level: str) -> int:
     return ClientPool(pool_config).run()
 
 
+def init_ray(address: str = "") -> None:
+    """Join (or start, for ``""``) a Ray. Do it before this process serves gRPC itself:
+    Ray forks its local services, and a fork while gRPC threads run can hang them."""
+    ray = _ray()
+    # local workers must import this very fedprune (a checkout on PYTHONPATH too)
+    env = {k: os.environ[k] for k in ("PYTHONPATH", "OMP_NUM_THREADS") if k in os.environ}
+    ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": env} if env else None)
+
+
 class RayPools:
     def __init__(self, ray: Any, actors: list[Any], runs: list[Any], *, owns_ray: bool) -> None:
         self._ray, self.actors, self.runs, self._owns_ray = ray, actors, runs, owns_ray
@@ -53,14 +63,12 @@ class RayPools:
     @classmethod
     def start(cls, pools: Sequence[PoolConfig], *, address: str = "",
               cpus_per_pool: float = 1.0) -> RayPools:
+        """Actors for ``pools`` on the Ray at ``address`` (joined or started here unless
+        this process already joined one, see :func:`init_ray`)."""
         ray = _ray()
         owns = not ray.is_initialized()
         if owns:
-            # local workers must import this very fedprune (a checkout on PYTHONPATH too)
-            env = {k: os.environ[k] for k in ("PYTHONPATH", "OMP_NUM_THREADS")
-                   if k in os.environ}
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": env} if env else None)
+            init_ray(address)
         actor_cls = ray.remote(num_cpus=cpus_per_pool)(PoolActor)
         actors = [actor_cls.remote() for _ in pools]
         runs = [a.run.remote(config_io.to_dict(p), p.client.log_level)
