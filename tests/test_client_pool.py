@@ -87,3 +87,25 @@ def test_ray_actors_host_pools_end_to_end(tmp_path: Path) -> None:
             _assert_rounds_by(tmp_path / "state", ["client-0", "client-1", "client-2"])
     finally:
         ray.shutdown()
+
+
+def test_simulate_pools_keep_each_clients_config_and_round_trip_through_toml(
+        tmp_path: Path) -> None:
+    from fedclient.config import AttackConfig
+    from fedclient.pool import virtual_client_configs
+    from fedprune.simulate import SimulationSpec, client_configs, pool_configs
+    from fedprune.simulate_config import SimulateConfig
+
+    spec = SimulationSpec(out=tmp_path, clients=7, alpha=None,
+                          attack=AttackConfig(behaviour="sign_flip"), attack_fraction=0.3,
+                          sim=SimulateConfig(clients_per_process=4, slow_fraction=0.3,
+                                             slow_factor=10))
+    pools = pool_configs(spec, 5000, "tok")
+    assert [p.partitions for p in pools] == [(0, 1, 2), (3,), (4, 5, 6)]  # attackers apart
+    rebuilt = [config_io.load(PoolConfig, path=write_config(tmp_path / f"p{i}.toml", p),
+                              environ={}) for i, p in enumerate(pools)]
+    assert rebuilt == pools  # alpha None (IID) survives the child's TOML
+    virtual = [c for p in rebuilt for c in virtual_client_configs(p)]
+    assert virtual == client_configs(spec, 5000, "tok")  # the same clients as processes
+    assert [c.slowdown for c in virtual] == [1.0] * 4 + [10.0] * 3
+    assert [bool(c.attack.behaviour) for c in virtual] == [True] * 3 + [False] * 4
