@@ -18,9 +18,11 @@ One loop serves a stand-alone daemon and each virtual client of a pool
 (:mod:`fedclient.pool`): a pool passes a ``channel`` it shares among its virtual clients
 (a channel carries no identity; every call sends its own client's id and token), and a
 ``log_prefix`` naming the client. A daemon never closes a channel it was given.
-``config.slowdown`` (experiments only) stretches each local training to ``slowdown`` times
-its measured length by waiting afterwards, so heterogeneous client speeds can be simulated
-on one machine; the wait ends early on ``stop()``.
+``config.slowdown`` (experiments only) makes a client ``slowdown`` times slower: after each
+local training it waits ``slowdown - 1`` times that training's wall time (a wait, so one
+client's slowness costs the others no CPU), except after its first training, which is
+mostly one-time warm-up (torch start-up took up to a minute on a loaded machine and would
+be stretched tenfold); the wait ends early on ``stop()``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class ClientDaemon:
                                             rng=random.Random(f"{config.client_id}/refusals"))
         self.held = HeldMask()
         self.rounds_done = 0
+        self._trained = False  # for the slowdown (see the module doc)
         self._handlers: dict[int, Callable[[cpb.Task], None]] = {
             cpb.TASK_KIND_TRAIN: self._train,
             cpb.TASK_KIND_EVALUATE: self._evaluate,
@@ -233,8 +236,10 @@ class ClientDaemon:
                  " [duplicate]" if ack.duplicate else "")
 
     def _slow_down(self, outcome: TrainOutcome) -> None:
-        """Simulated slow hardware: wait (slowdown - 1) x the training time (see module doc)."""
-        if self.config.slowdown > 1:
+        """Simulated slow hardware: wait (slowdown - 1) x the training time (see the module
+        doc); not after the first training, whose time is mostly one-time warm-up."""
+        first, self._trained = not self._trained, True
+        if self.config.slowdown > 1 and not first:
             extra = (self.config.slowdown - 1) * outcome.metrics["train_seconds"]
             self._stop.wait(extra)
             outcome.metrics["slowdown_seconds"] = extra
