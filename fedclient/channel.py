@@ -28,9 +28,14 @@ _SERVICE_CONFIG = json.dumps({
 })
 
 
-def open_channel(target: str, *, tls: ClientTls | None = None) -> grpc.Channel:
-    """Plaintext unless ``tls`` names a CA (then TLS, and mTLS with a client cert)."""
-    return _open(target, tls or ClientTls(), options=[
+def open_channel(target: str, *, tls: ClientTls | None = None,
+                 own_connection: bool = False) -> grpc.Channel:
+    """Plaintext unless ``tls`` names a CA (then TLS, and mTLS with a client cert).
+
+    ``own_connection``: do not share the process-wide subchannel (TCP connection) with
+    other channels to the same target, so a pool's channels are separate connections."""
+    extra = [("grpc.use_local_subchannel_pool", 1)] if own_connection else []
+    return _open(target, tls or ClientTls(), options=extra + [
         ("grpc.enable_retries", 1),
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.keepalive_time_ms", 30_000),

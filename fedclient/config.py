@@ -48,6 +48,8 @@ class ClientConfig:
     allowed_models: tuple[str, ...] = ()
     # personalization: file keeping this client's personal layers across restarts ("": memory)
     personal_state: str = ""
+    # experiments only: stretch each local training to this many times its length (>= 1)
+    slowdown: float = 1.0
     data: DataSpec = field(default_factory=DataSpec)
     tls: ClientTls = field(default_factory=ClientTls)
     attack: AttackConfig = field(default_factory=AttackConfig)
@@ -66,3 +68,38 @@ class ClientConfig:
             raise ValueError("backoff_initial_s: must be > 0 and <= backoff_max_s")
         if self.log_format not in ("text", "json"):
             raise ValueError("log_format: must be text or json")
+        if not 1 <= self.slowdown < float("inf"):
+            raise ValueError("slowdown: must be finite and >= 1")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """``fedclient-pool``: many virtual clients in one process (see :mod:`fedclient.pool`).
+
+    Virtual client ``p`` (one per entry of ``partitions``) is ``client`` with client id
+    ``{id_prefix}{p}``, data partition ``p`` of ``client.data.num_partitions``, its token
+    from ``tokens`` (else ``client.token``) and ``slowdown`` if ``p`` is in
+    ``slow_partitions`` (else ``client.slowdown``); every other key is the template's.
+    ``client.client_id`` is only the pool's own name in logs."""
+
+    client: ClientConfig = field(default_factory=lambda: ClientConfig(client_id="pool"))
+    partitions: tuple[int, ...] = ()
+    id_prefix: str = "client-"
+    slow_partitions: tuple[int, ...] = ()
+    slowdown: float = 1.0  # of the slow partitions
+    clients_per_channel: int = 100  # virtual clients sharing one gRPC connection
+    tokens: dict[str, str] = field(default_factory=dict, metadata=SECRET)  # id -> token
+
+    def __post_init__(self) -> None:
+        n = self.client.data.num_partitions
+        if not self.partitions or len(set(self.partitions)) != len(self.partitions):
+            raise ValueError("partitions: required, without repeats")
+        if not all(0 <= p < n for p in (*self.partitions, *self.slow_partitions)):
+            raise ValueError(f"partitions: must be in 0..client.data.num_partitions-1 ({n - 1})")
+        if not 1 <= self.slowdown < float("inf"):
+            raise ValueError("slowdown: must be finite and >= 1")
+        if self.clients_per_channel < 1:
+            raise ValueError("clients_per_channel: must be >= 1")
+        if self.client.tls.cert:  # a certificate names one client, a pool is many
+            raise ValueError("client.tls.cert: a client certificate names one client; pooled "
+                             "virtual clients authenticate with tokens (auth.tokens)")

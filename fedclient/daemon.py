@@ -19,6 +19,16 @@ once and best effort, before the daemon checks in again.
 ``stop()`` (SIGTERM) cancels the call in flight and the loop exits between steps. A task
 kind this client does not know (a newer coordinator) is treated as WAIT, so old clients
 keep polling instead of failing.
+
+One loop serves a stand-alone daemon and each virtual client of a pool
+(:mod:`fedclient.pool`): a pool passes a ``channel`` it shares among its virtual clients
+(a channel carries no identity; every call sends its own client's id and token), and a
+``log_prefix`` naming the client. A daemon never closes a channel it was given.
+``config.slowdown`` (experiments only) makes a client ``slowdown`` times slower: after each
+local training it waits ``slowdown - 1`` times that training's wall time (a wait, so one
+client's slowness costs the others no CPU), except after its first training, which is
+mostly one-time warm-up (torch start-up took up to a minute on a loaded machine and would
+be stretched tenfold); the wait ends early on ``stop()``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -62,13 +73,25 @@ class FatalClientError(RuntimeError):
     """The coordinator refuses this client (bad credentials); retrying cannot help."""
 
 
+class _Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Prefixes every message (a pool's virtual clients share one log)."""
+
+    def process(self, msg: object, kwargs: Any) -> tuple[object, Any]:
+        return f"{self.extra['prefix']}{msg}", kwargs  # type: ignore[index]
+
+
 class ClientDaemon:
-    def __init__(self, config: ClientConfig, worker: LocalWorker) -> None:
+    def __init__(self, config: ClientConfig, worker: LocalWorker, *,
+                 channel: grpc.Channel | None = None, log_prefix: str = "") -> None:
+        """``channel``: a shared channel (kept open by its owner); None opens one."""
         self.config = config
         self.worker = worker
         self._stop = threading.Event()
         self._inflight: grpc.Future | None = None
-        self._channel = open_channel(config.server, tls=config.tls)
+        self._owns_channel = channel is None
+        self._channel = open_channel(config.server, tls=config.tls) if channel is None \
+            else channel
+        self.log = _Prefixed(log, {"prefix": log_prefix})
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._metadata = (("x-fedprune-client-id", config.client_id),
                           ("authorization", f"Bearer {config.token}"))
@@ -82,6 +105,7 @@ class ClientDaemon:
                                             rng=random.Random(f"{config.client_id}/refusals"))
         self.held = HeldState()
         self.rounds_done = 0
+        self._trained = False  # for the slowdown (see the module doc)
         self._handlers: dict[int, Callable[[cpb.Task], None]] = {
             cpb.TASK_KIND_TRAIN: self._train,
             cpb.TASK_KIND_EVALUATE: self._evaluate,
@@ -99,12 +123,13 @@ class ClientDaemon:
             inflight.cancel()
 
     def close(self) -> None:
-        self._channel.close()
+        if self._owns_channel:
+            self._channel.close()
 
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> int:
         """Serve tasks until SHUTDOWN or stop(); returns a process exit code."""
-        log.info("client %s serving %s with %d training examples", self.config.client_id,
+        self.log.info("client %s serving %s with %d training examples", self.config.client_id,
                  self.config.server, len(self.worker.data.train))  # type: ignore[arg-type]
         try:
             while not self._stop.is_set():
@@ -112,19 +137,19 @@ class ClientDaemon:
                     task = self._check_in()
                     self._backoff.reset()
                     if task.kind == cpb.TASK_KIND_SHUTDOWN:
-                        log.info("coordinator says the run is over after %d tasks",
+                        self.log.info("coordinator says the run is over after %d tasks",
                                  self.rounds_done)
                         return 0
                     self._dispatch(task)
                 except grpc.RpcError as exc:
                     self._on_rpc_error(exc)
         except FatalClientError as exc:
-            log.error("%s", exc)
+            self.log.error("%s", exc)
             return EXIT_REFUSED
         except DataModelMismatch as exc:
-            log.error("this client's data does not fit the coordinator's model: %s", exc)
+            self.log.error("this client's data does not fit the coordinator's model: %s", exc)
             return EXIT_DATA
-        log.info("client %s stopped", self.config.client_id)
+        self.log.info("client %s stopped", self.config.client_id)
         return 0
 
     def _on_rpc_error(self, exc: grpc.RpcError) -> None:
@@ -137,18 +162,18 @@ class ClientDaemon:
                                    f"{self.config.client_id!r}: {code.name}: {details}")
         if code in RETRYABLE and not _is_refusal(exc):
             delay = self._backoff.next_delay()
-            log.info("coordinator %s unreachable: %s: %s; retrying in %.2fs",
+            self.log.info("coordinator %s unreachable: %s: %s; retrying in %.2fs",
                      self.config.server, code.name, details, delay)
             self._stop.wait(delay)
         else:  # refused (late, stale, unknown after a restart, invalid): check in again
-            log.warning("coordinator %s refused: %s: %s", self.config.server, code.name,
+            self.log.warning("coordinator %s refused: %s: %s", self.config.server, code.name,
                         details)
             self._refused_pause()
 
     def _refused_pause(self) -> None:
         """Wait before the check-in that follows a refusal; grows until a task completes."""
         delay = max(self.config.backoff_initial_s, self._refusals.next_delay())
-        log.info("checking in again in %.2fs", delay)
+        self.log.info("checking in again in %.2fs", delay)
         self._stop.wait(delay)
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable | grpc.StreamUnaryMultiCallable,
@@ -184,7 +209,7 @@ class ClientDaemon:
         (a newer coordinator would otherwise flood the log on every check-in)."""
         if task.kind not in self._unknown_kinds:
             self._unknown_kinds.add(task.kind)
-            log.warning("treating task kind %d, which this client does not know, as WAIT",
+            self.log.warning("treating task kind %d, which this client does not know, as WAIT",
                         task.kind)
         self._stop.wait(task.retry_after_ms / 1000 if task.retry_after_ms else 1.0)
 
@@ -227,20 +252,21 @@ class ClientDaemon:
             params = self._pull(task)
             pull_seconds = time.perf_counter() - start
             masks = self.held.masks if task.mask_id else None
-            log.info("round %d: training on model version %d%s", task.round, task.model_version,
+            self.log.info("round %d: training on model version %d%s", task.round, task.model_version,
                      f" under mask {task.mask_id}" if masks else "")
             try:
                 outcome = self.worker.train(task, params, masks)
             except NonFiniteUpdate as exc:
                 raise _TaskFailed(str(exc), reason=cpb.FAILURE_REASON_NON_FINITE_UPDATE) \
                     from None
+            self._slow_down(outcome)
             ack = self._push(task, outcome, masks, pull_seconds)
         except _TaskFailed as exc:
             self._give_up(task, exc)
             return
         self.rounds_done += 1
         self._refusals.reset()
-        log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
+        self.log.info("round %d: pushed update (%d examples, loss %.4f)%s", task.round,
                  outcome.num_examples, outcome.metrics["train_loss"],
                  " [duplicate]" if ack.duplicate else "")
 
@@ -249,7 +275,7 @@ class ClientDaemon:
         """Pull and train for a MASKED_TRAIN step (secure aggregation encodes the result)."""
         params = self._pull(task)
         masks = self.held.masks if task.mask_id else None
-        log.info("round %d: training on model version %d for secure aggregation",
+        self.log.info("round %d: training on model version %d for secure aggregation",
                  task.round, task.model_version)
         return self.worker.train(task, params, masks), self.worker.shapes(task.model_name), masks
 
@@ -267,8 +293,17 @@ class ClientDaemon:
                     raise
                 self._stop.wait(self._backoff.next_delay())
         self._refusals.reset()
-        log.info("round %d: step %d answered%s", task.round, task.kind,
+        self.log.info("round %d: step %d answered%s", task.round, task.kind,
                  " [duplicate]" if ack.duplicate else "")  # type: ignore[attr-defined]
+
+    def _slow_down(self, outcome: TrainOutcome) -> None:
+        """Simulated slow hardware: wait (slowdown - 1) x the training time (see the module
+        doc); not after the first training, whose time is mostly one-time warm-up."""
+        first, self._trained = not self._trained, True
+        if self.config.slowdown > 1 and not first:
+            extra = (self.config.slowdown - 1) * outcome.metrics["train_seconds"]
+            self._stop.wait(extra)
+            outcome.metrics["slowdown_seconds"] = extra
 
     def _push(self, task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.ndarray] | None,
               pull_seconds: float) -> cpb.PushAck:
@@ -306,21 +341,21 @@ class ClientDaemon:
                                       num_examples=max(1, num_examples), metrics=metrics)
         self._call(self._stub.ReportEvaluation, report, self._time_left(task))
         self._refusals.reset()
-        log.info("round %d: evaluated: %s", task.round, metrics)
+        self.log.info("round %d: evaluated: %s", task.round, metrics)
 
 
     def _give_up(self, task: cpb.Task, failure: _TaskFailed) -> None:
         """Drop ``task``; tell the coordinator why when there is a reason to report."""
-        log.warning("round %d: task abandoned: %s", task.round, failure)
+        self.log.warning("round %d: task abandoned: %s", task.round, failure)
         if failure.reason:
             report = cpb.TaskFailure(task_id=task.task_id, round=task.round,
                                      reason=failure.reason, detail=clip(str(failure), 250))
             try:
                 self._call(self._stub.ReportFailure, report, min(10.0, self._time_left(task)))
-                log.info("round %d: told the coordinator (%s)",
+                self.log.info("round %d: told the coordinator (%s)",
                          task.round, cpb.FailureReason.Name(failure.reason))
             except grpc.RpcError as exc:  # best effort: the task times out there anyway
-                log.info("round %d: could not report the failure: %s", task.round,
+                self.log.info("round %d: could not report the failure: %s", task.round,
                          exc.code().name if hasattr(exc, "code") else exc)
         self._refused_pause()
 

@@ -187,7 +187,9 @@ def to_toml(config: Any) -> str:
             lines.append(f"\n[{section}]")
         for f in fields:
             value = getattr(node, f.name)
-            if value is not None and not dataclasses.is_dataclass(value):
+            if value is None:  # TOML has no null; "" reads back as None (see _coerce)
+                lines.append(f'{f.name} = ""')
+            elif not dataclasses.is_dataclass(value):
                 lines.append(f"{f.name} = {_toml_value(value)}")
         for f in fields:
             value = getattr(node, f.name)

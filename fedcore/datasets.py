@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -213,18 +214,32 @@ def _val_count(n: int, fraction: float) -> int:
     return min(n - 1, max(1, round(n * fraction)))
 
 
-def _array_client_data(spec: DataSpec) -> ClientData:
+def _partition_source(spec: DataSpec
+                      ) -> tuple[np.ndarray, np.ndarray, int, tuple[np.ndarray, ...]]:
+    """The validated source arrays (read-only), class count and every partition's indices
+    of ``spec`` (given with partition 0)."""
     num_classes = spec.num_classes or (10 if spec.source in ("digits", "synthetic") else None)
     X, y = validated_arrays(*_ARRAY_SOURCES[spec.source](spec), what=spec.source,
                       num_classes=num_classes)
     num_classes = num_classes or int(y.max()) + 1
-    if spec.num_partitions == 1:
-        idx = np.arange(len(y))
-    else:
-        idx = partition_indices(y, spec.num_partitions, alpha=spec.alpha, seed=spec.seed)[
-            spec.partition
-        ]
-    idx = np.random.default_rng([spec.seed, spec.partition]).permutation(idx)
+    parts = ((np.arange(len(y)),) if spec.num_partitions == 1 else
+             tuple(partition_indices(y, spec.num_partitions, alpha=spec.alpha, seed=spec.seed)))
+    for array in (X, y, *parts):
+        array.flags.writeable = False  # shared by every caller; indexing returns copies
+    return X, y, num_classes, parts
+
+
+# Generated sources are pure functions of the spec: computed once per process, so the
+# virtual clients of a client pool (fedclient.pool) share one source instead of each
+# rebuilding it. Files are read again on every load (they may change between loads).
+_shared_source = lru_cache(maxsize=4)(_partition_source)
+_GENERATED = frozenset({"digits", "synthetic"})
+
+
+def _array_client_data(spec: DataSpec) -> ClientData:
+    source = _shared_source if spec.source in _GENERATED else _partition_source
+    X, y, num_classes, parts = source(replace(spec, partition=0))
+    idx = np.random.default_rng([spec.seed, spec.partition]).permutation(parts[spec.partition])
     n_val = _val_count(len(idx), spec.val_fraction)
     val, train = np.sort(idx[:n_val]), np.sort(idx[n_val:])
     return ClientData(_tensors(X[train], y[train]), _tensors(X[val], y[val]), X.shape[1],

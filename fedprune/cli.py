@@ -32,11 +32,18 @@ def _simulate(ns: argparse.Namespace) -> int:
         run_simulation,
         simulation_server_config,
     )
+    from fedprune.simulate_config import SimulateKeys
 
-    overrides = list(ns.set)
+    sim_keys = [s for s in ns.set if s.startswith("simulate.")]
+    overrides = [s for s in ns.set if not s.startswith("simulate.")]
+    if ns.client_pool is not None:
+        sim_keys.append(f"simulate.clients_per_process={ns.client_pool}")
+    if ns.ray is not None:
+        sim_keys += ["simulate.ray=true", f"simulate.ray_address={ns.ray}"]
     if ns.rounds is not None:
         overrides.append(f"round.rounds={ns.rounds}")
     try:
+        sim = config_io.load(SimulateKeys, overrides=sim_keys, environ={}).simulate
         server = simulation_server_config(path=ns.config, overrides=overrides,
                                           clients=ns.clients, data_source=ns.data,
                                           val_fraction=ns.val_fraction,
@@ -51,7 +58,7 @@ def _simulate(ns: argparse.Namespace) -> int:
                           attack=AttackConfig(behaviour=ns.attack),
                           attack_fraction=ns.attack_fraction, val_fraction=ns.val_fraction,
                           fault=FaultConfig(die_at=ns.kill_at, die_from_round=ns.kill_round),
-                          fault_fraction=ns.kill_fraction)
+                          fault_fraction=ns.kill_fraction, sim=sim)
     try:  # before anything is printed or started
         check_run_folder(out, overwrite=ns.overwrite)
     except RunFolderNotEmpty as exc:
@@ -185,9 +192,17 @@ def parser() -> argparse.ArgumentParser:
                      help=f"named configuration under --config/--set ({DEFAULT_PRESET}: "
                           f"{RUN_PRESETS[DEFAULT_PRESET].summary}; fedavg-dense: "
                           f"{RUN_PRESETS['fedavg-dense'].summary})")
+    sim.add_argument("--client-pool", type=int, metavar="N",
+                     help="host N virtual clients per OS process (same as --set "
+                          "simulate.clients_per_process=N; default: one process per client)")
+    sim.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                     help="run the client pools as Ray actors (pip install fedprune[ray]); "
+                          "ADDRESS joins a cluster (auto, ray://host:port), none starts Ray "
+                          "locally")
     sim.add_argument("--config", help="coordinator TOML config (see fedserver --print-config)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a coordinator config key (repeatable)")
+                     help="override a coordinator config key, or a simulate.* key "
+                          "(fedprune/simulate_config.py; repeatable)")
     sim.add_argument("--data", default="digits", choices=["digits", "synthetic"],
                      help="client data source (digits)")
     sim.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha (0.5)")

@@ -11,6 +11,14 @@ Run folder layout: ``server.toml``, ``clients/client-I.toml``, ``logs/*.log``, `
 folder is refused (:class:`RunFolderNotEmpty`) unless ``overwrite`` is set: a previous
 run's results are never deleted without being asked.
 
+Clients are ``fedclient`` processes by default, or virtual clients of client pools
+(``[simulate] clients_per_process > 1``: ``clients/pool-K.toml`` each run by
+``python -m fedclient.pool_cli``, or Ray actors with ``simulate.ray``), see
+:mod:`fedprune.simulate_config`. The coordinator holds one gRPC worker thread per
+long-polling client, so for more clients than ``network.max_workers`` the simulation sizes
+its thread pool to the clients (and says so), instead of letting selection see only the
+first 32.
+
 Start-up has no fixed time limit of its own: the coordinator is waited for as long as its
 process is alive, within the run's ``timeout_s`` (round 1 counts from the first check-in,
 so a slow machine costs time, not clients).
@@ -31,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedclient.config import AttackConfig, ClientConfig
+from fedclient.config import AttackConfig, ClientConfig, PoolConfig
 from fedclient.fault import FaultConfig
 from fedcore import config as config_io
 from fedcore.datasets import DataSpec
 from fedprune.plot import plot_report
+from fedprune.simulate_config import SimulateConfig
 from fedserver.cli import ENV_PREFIX as SERVER_ENV_PREFIX
 from fedserver.config import ServerConfig
 
@@ -62,15 +71,27 @@ class SimulationSpec:
     fault: FaultConfig = field(default_factory=FaultConfig)  # for the last clients only
     fault_fraction: float = 0.0  # ceil(fraction * clients) clients SIGKILL themselves
     val_fraction: float = 0.0  # of each partition, held out for federated evaluation
+    sim: SimulateConfig = field(default_factory=SimulateConfig)
 
 
-def server_config_for(spec_clients: int, base: ServerConfig, out: Path) -> ServerConfig:
-    """The user's config with what a local simulation must own: state dir, port, cohort."""
-    rounds = base.round
+SPARE_WORKERS = 16  # gRPC threads beyond one per client: pushes, pulls, health
+
+
+def server_config_for(spec_clients: int, base: ServerConfig, out: Path,
+                      host: str = "127.0.0.1") -> ServerConfig:
+    """The user's config with what a local simulation must own: state dir, port, cohort,
+    and a gRPC thread pool that holds every client's long-poll (see the module doc)."""
+    rounds, net = base.round, base.network
     cohort = min(rounds.clients_per_round, spec_clients)
+    workers = max(net.max_workers, spec_clients + SPARE_WORKERS)
+    if workers > net.max_workers:
+        print(f"fedprune: network.max_workers {net.max_workers} -> {workers} (one thread per "
+              f"long-polling client)", file=sys.stderr)
     return dataclasses.replace(
         base, state_dir=str(out / "state"),
-        network=dataclasses.replace(base.network, host="127.0.0.1", port=0),
+        network=dataclasses.replace(net, host=host, port=0, max_workers=workers,
+                                    max_concurrent_rpcs=max(net.max_concurrent_rpcs,
+                                                            2 * workers)),
         round=dataclasses.replace(rounds, clients_per_round=cohort,
                                   min_clients=min(rounds.min_clients, cohort)))
 
@@ -116,14 +137,57 @@ def client_configs(spec: SimulationSpec, port: int, token: str) -> list[ClientCo
     adversarial = math.ceil(spec.attack_fraction * spec.clients) if spec.attack.behaviour else 0
     doomed = spec.clients - (math.ceil(spec.fault_fraction * spec.clients)
                              if spec.fault.die_at else 0)
-    return [ClientConfig(server=f"127.0.0.1:{port}", client_id=f"client-{i}", token=token,
-                         data=DataSpec(source=spec.data_source, partition=i,
-                                       num_partitions=spec.clients, alpha=spec.alpha,
-                                       val_fraction=spec.val_fraction),
+    slow = spec.sim.slow_clients(spec.clients)
+    return [ClientConfig(server=f"{_dial_host(spec.sim)}:{port}", client_id=f"client-{i}",
+                         token=token, data=_data_spec(spec, i),
                          attack=spec.attack if i < adversarial else AttackConfig(),
                          personal_state=str(spec.out / "clients" / f"client-{i}.personal.npz"),
-                         fault=spec.fault if i >= doomed else FaultConfig())
+                         fault=spec.fault if i >= doomed else FaultConfig(),
+                         slowdown=spec.sim.slow_factor if i in slow else 1.0)
             for i in range(spec.clients)]
+
+
+def _data_spec(spec: SimulationSpec, partition: int) -> DataSpec:
+    return DataSpec(source=spec.data_source, partition=partition, num_partitions=spec.clients,
+                    alpha=spec.alpha, synthetic_samples=spec.sim.synthetic_samples,
+                    val_fraction=spec.val_fraction)
+
+
+def _dial_host(sim: SimulateConfig) -> str:
+    """The address clients dial: the bind host, or this machine's when bound to all."""
+    if sim.coordinator_host not in ("0.0.0.0", "::", "[::]"):
+        return sim.coordinator_host
+    import socket
+
+    return socket.gethostbyname(socket.gethostname())
+
+
+def pool_configs(spec: SimulationSpec, port: int, token: str) -> list[PoolConfig]:
+    """The client pools hosting ``spec.clients`` virtual clients, ``clients_per_process``
+    each; a pool's virtual client p is exactly what ``client_configs`` gives client p."""
+    configs = client_configs(spec, port, token)
+    per, adversarial = spec.sim.clients_per_process, {c.client_id for c in configs
+                                                        if c.attack.behaviour}
+    pools = []
+    for start in range(0, spec.clients, per):
+        part = range(start, min(start + per, spec.clients))
+        # the attack is per pool: keep honest and adversarial clients in separate pools
+        for group in _split_by(part, lambda i: configs[i].client_id in adversarial):
+            # a pool's virtual clients keep personal layers in memory (one file names one client)
+            template = dataclasses.replace(configs[group[0]], client_id=f"pool-{group[0]}",
+                                           personal_state="")
+            pools.append(PoolConfig(
+                client=template, partitions=tuple(group),
+                slow_partitions=tuple(i for i in group if configs[i].slowdown > 1),
+                slowdown=spec.sim.slow_factor, clients_per_channel=spec.sim.clients_per_channel))
+    return pools
+
+
+def _split_by(items: range, key: Any) -> list[list[int]]:
+    groups: dict[bool, list[int]] = {}
+    for i in items:
+        groups.setdefault(bool(key(i)), []).append(i)
+    return [g for g in groups.values() if g]
 
 
 class _Processes:
@@ -200,25 +264,44 @@ def run_simulation(spec: SimulationSpec) -> dict[str, Any]:
     out = spec.out
     prepare_run_folder(out, overwrite=spec.overwrite)
     started = time.monotonic()
-    server_cfg = server_config_for(spec.clients, spec.server, out)
+    server_cfg = server_config_for(spec.clients, spec.server, out, spec.sim.coordinator_host)
     (out / "server.toml").write_text(config_io.to_toml(server_cfg))
     procs = _Processes(out / "logs")
+    ray_pools = None
     try:
         server = procs.start("server", "fedserver", out / "server.toml")
         port = _wait_for_endpoint(Path(server_cfg.state_dir), server,
                                   deadline=started + spec.timeout_s)
         token = server_cfg.auth.shared_token or next(iter(server_cfg.auth.tokens.values()))
         dial = spec.relay(port) if spec.relay is not None else port
-        for cfg in client_configs(spec, dial, token):
-            path = out / "clients" / f"{cfg.client_id}.toml"
-            path.write_text(config_io.to_toml(cfg))
-            procs.start(cfg.client_id, "fedclient", path)
+        if spec.sim.ray:
+            from fedprune.ray_pool import RayPools
+
+            ray_pools = RayPools.start(pool_configs(spec, dial, token),
+                                       address=spec.sim.ray_address,
+                                       cpus_per_pool=spec.sim.ray_cpus_per_pool)
+        else:
+            _start_clients(spec, procs, dial, token)
         report = _follow(spec, server, Path(server_cfg.state_dir), server_cfg.round.rounds)
     finally:
+        if ray_pools is not None:
+            ray_pools.stop()
         procs.stop_all()
     (out / "report.json").write_text(json.dumps(report, indent=1))
     plot_report(report, out / "report.png")
     return report
+
+
+def _start_clients(spec: SimulationSpec, procs: _Processes, port: int, token: str) -> None:
+    """One process per client, or one per pool (configs written to ``clients/``)."""
+    configs: list[tuple[str, str, Any]] = (
+        [(c.client.client_id, "fedclient.pool_cli", c) for c in pool_configs(spec, port, token)]
+        if spec.sim.pooled else
+        [(c.client_id, "fedclient", c) for c in client_configs(spec, port, token)])
+    for name, module, cfg in configs:
+        path = spec.out / "clients" / f"{name}.toml"
+        path.write_text(config_io.to_toml(cfg))
+        procs.start(name, module, path)
 
 
 def _follow(spec: SimulationSpec, server: subprocess.Popen[bytes], state: Path,

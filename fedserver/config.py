@@ -107,6 +107,33 @@ MAX_LEARNING_RATE = 10.0  # above it local SGD diverges for any model clients co
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """``[schedule]``: when the model moves. ``sync``: rounds of a selected cohort (the
+    ``[round]`` section). ``fedbuff`` (Nguyen et al. 2022, docs/round-program.md): every
+    client that checks in trains on the current model; every ``buffer_size`` accepted
+    updates are one server step (a "round"; ``round.rounds`` of them), each update scaled by
+    its staleness weight; an update more than ``max_staleness`` steps old is refused."""
+
+    mode: str = "sync"  # sync | fedbuff
+    buffer_size: int = 10  # K: accepted updates per server step
+    max_staleness: int = 10  # server steps an update may lag behind the model
+    staleness_weighting: str = "polynomial"  # polynomial: (1 + s)^-exponent | constant: 1
+    staleness_exponent: float = 0.5  # 0.5: 1 / sqrt(1 + staleness)
+
+    def __post_init__(self) -> None:
+        from fedserver.aggregators.staleness import STALENESS_WEIGHTINGS
+        from fedserver.schedules import SCHEDULES
+
+        _check(self.mode in SCHEDULES, "mode", f"must be one of {sorted(SCHEDULES)}")
+        _check(self.buffer_size >= 1, "buffer_size", "must be >= 1")
+        _check(self.max_staleness >= 0, "max_staleness", "must be >= 0")
+        _check(self.staleness_weighting in STALENESS_WEIGHTINGS, "staleness_weighting",
+               f"must be one of {sorted(STALENESS_WEIGHTINGS)}")
+        _check(0 <= self.staleness_exponent < float("inf"), "staleness_exponent",
+               "must be finite and >= 0")
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """What clients are told to train: the model and the local optimizer."""
 
@@ -409,6 +436,7 @@ class ServerConfig:
     log_format: str = "text"  # text | json
     network: NetworkConfig = field(default_factory=NetworkConfig)
     round: RoundConfig = field(default_factory=RoundConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     dp: DPConfig = field(default_factory=DPConfig)

@@ -1,5 +1,8 @@
 """The coordinator: a lock, long-polls, deadlines and dispatch around the round runner.
 
+When the model moves is the scheduler's (``[schedule] mode``, :mod:`fedserver.schedules`:
+synchronous rounds or FedBuff); the coordinator drives either through the same interface.
+
 The gRPC servicer calls four entry points: :meth:`check_in` (long-poll for a task),
 :meth:`model_payload` (the encoded global model for a task), the push trio
 :meth:`begin_push` / :meth:`decode_update` / :meth:`commit_push`, and
@@ -71,11 +74,11 @@ from fedserver.round_state import (
     ClosedStep,
     Rejection,
     RejectReason,
-    RoundStateMachine,
     Shutdown,
     Wait,
 )
 from fedserver.run_setup import initial_parameters, round_program
+from fedserver.schedules import build_scheduler
 from fedserver.state_dir import StartMode, open_run_store
 from fedserver.status import status_for
 from fedserver.step_protocol import PHASE_OF_TASK_KIND
@@ -117,10 +120,10 @@ class Coordinator:
         self._seen_clients: dict[str, int] = {}
         self._registered = frozenset(self.store.client_ids())  # from earlier starts
         self._open_round(first_round)
-        self.sm = RoundStateMachine(config.round, run_id=self.run_id, first_round=first_round,
-                                    version=self.model.version,
-                                    mask_id=self.instructions.mask_id, clock=clock,
-                                    plan=self.plan, population=self._population)
+        self.sm = build_scheduler(config, run_id=self.run_id, first_round=first_round,
+                                  version=self.model.version,
+                                  mask_id=self.instructions.mask_id, clock=clock,
+                                  plan=self.plan, population=self._population)
         self.metrics = CoordinatorMetrics(waiting=lambda: self.sm.waiting_count,
                                           active=lambda: self.sm.active_count)
         self.metrics.model_version.set(self.model.version)
@@ -245,8 +248,8 @@ class Coordinator:
     def model_payload(self, client_id: str, task_id: str, held: Held) -> tuple[bytes, int]:
         """Serialized ModelPayload for an assigned task, and the task's round."""
         with self._cond:
-            step = self._open_task(client_id, task_id)
-            return self._broadcast.payload(self.model, self.instructions, held), step.round
+            task_round = self._open_task(client_id, task_id)
+            return self._broadcast.payload(self.model, self.instructions, held), task_round
 
     def task_model(self, client_id: str, task_id: str, held: Held) -> cpb.Task:
         """The model fields of an assigned task (:meth:`Broadcast.task_fields`), merged into
@@ -255,13 +258,10 @@ class Coordinator:
             self._open_task(client_id, task_id)
             return self._broadcast.task_fields(self.model, self.instructions, held)
 
-    def _open_task(self, client_id: str, task_id: str) -> Any:
-        """The open step of ``task_id`` (under the lock), or LookupError."""
-        step = self.sm.step
-        if (self.sm.finished or client_id not in step.selected
-                or task_id != step.task_id(self.run_id, client_id)):
-            raise LookupError(f"task {task_id!r} is not open for client {client_id!r}")
-        return step
+    def _open_task(self, client_id: str, task_id: str) -> int:
+        """The round of the open task ``task_id`` (under the lock), or LookupError: the
+        scheduler decides what is open (a synchronous step, or FedBuff's per-client task)."""
+        return self.sm.task_round(client_id, task_id)
 
     # -- uplink -----------------------------------------------------------------------------
     def begin_push(self, client_id: str, header: cpb.UpdateHeader) -> PushTicket | None:
@@ -285,9 +285,9 @@ class Coordinator:
     def decode_update(self, ticket: PushTicket, payload: bytes | memoryview) -> DecodedUpdate:
         """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""
         with self._cond:
-            open_round = self._train
+            open_round, folds_into = self._train, self.sm.folding_round(ticket.round)
         with self._push_outcome():
-            if open_round is None or open_round.round != ticket.round:
+            if open_round is None or open_round.round != folds_into:
                 raise InvalidUpdate(f"round {ticket.round} is not collecting updates")
             return self.runner.decode(open_round, ticket, payload)
 
@@ -301,11 +301,13 @@ class Coordinator:
             self.metrics.update(code="OK", duplicate=not new)
             if not new:
                 return False
-            assert self._train is not None and self._train.round == ticket.round
+            assert self._train is not None
+            assert self._train.round == self.sm.folding_round(ticket.round)
             self._fix_weight_cap(self._train)
             self.runner.add(self._train, ticket.client_id, update,
                             claimed_examples=ticket.num_examples,
-                            metrics={**metrics, "push_seconds": self.clock() - ticket.started})
+                            metrics={**metrics, "push_seconds": self.clock() - ticket.started,
+                                     **self.sm.result_reports(ticket.client_id)})
             self.sm.record_result(ticket.client_id, ticket.digest)
             self._advance_locked()
             return True
@@ -388,7 +390,9 @@ class Coordinator:
         return new
 
     def add_bytes(self, round_: int, *, up: int = 0, down: int = 0) -> None:
-        """Credit wire bytes to a round; callers pass only rounds of validated tasks."""
+        """Credit wire bytes to a round; callers pass only rounds of validated tasks (a
+        result's bytes go to the round it folds into)."""
+        round_ = self.sm.folding_round(round_)
         with self._bytes_lock:
             counts = self._bytes.setdefault(round_, [0, 0])
             counts[0] += up

@@ -34,6 +34,10 @@ robust_trimmed_mean, robust_krum) presets hold up to one update per cohort membe
 (``ceil(clients_per_round * (1 + over_selection))``); a rule refuses a cohort whose buffer
 would exceed ``aggregation.max_buffer_bytes``.
 
+Under ``[schedule] mode = "fedbuff"`` the preset's aggregator is wrapped outermost in
+``StalenessWeighted`` (``schedule.staleness_weighting``, ``staleness_exponent``); FedBuff
+runs only streaming, non-DP presets without pruning or federated evaluation (rules below).
+
 Adding an aggregator wrapper: one module under ``fedserver/aggregators``, one entry here,
 one config table, its contract tests. Impossible combinations are :data:`RULES`, each
 naming both keys.
@@ -62,6 +66,7 @@ from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.q_fair import QFair
 from fedserver.aggregators.secure_sum import MAX_EXACT_RING_BITS, SecureSum
+from fedserver.aggregators.staleness import StalenessWeighted
 from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import Weighting
 from fedserver.privacy.accountant import PrivacyAccountant
@@ -266,6 +271,19 @@ class Rule:
     why: str | Callable[[ServerConfig], str]
 
 
+def _fedbuff(c: ServerConfig) -> bool:
+    return c.schedule.mode == "fedbuff"
+
+
+def _schedule_aggregator(config: ServerConfig, inner: Aggregator) -> Aggregator:
+    """FedBuff scales each folded update by its staleness (see the module doc)."""
+    if not _fedbuff(config):
+        return inner
+    s = config.schedule
+    return StalenessWeighted(inner, weighting=s.staleness_weighting,
+                             exponent=s.staleness_exponent)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(("aggregation.preset", "strategy.proximal_mu"),
          lambda c: c.aggregation.preset == "fedprox" and c.strategy.proximal_mu == 0,
@@ -319,6 +337,20 @@ RULES: tuple[Rule, ...] = (
                    f"{MAX_EXACT_RING_BITS}"),
     Rule(("round.clients_per_round", "aggregation.max_buffer_bytes"), _buffer_too_large,
          _buffer_why),
+    Rule(("schedule.mode", "aggregation.preset"),
+         lambda c: _fedbuff(c) and (c.aggregation.preset in BUFFERED
+                                    or c.aggregation.preset == "dp_fedavg"),
+         "fedbuff folds updates of several model versions into a streaming buffer: the "
+         "buffered robust presets and DP accounting of asynchronous releases are not "
+         "supported; use fedavg, fedprox, fedadam, fedyogi or robust_fedavg"),
+    Rule(("schedule.mode", "pruning.enabled"), lambda c: _fedbuff(c) and c.pruning.enabled,
+         "a mask change would strand every update in flight; prune under mode = 'sync'"),
+    Rule(("schedule.mode", "round.federated_eval_every"),
+         lambda c: _fedbuff(c) and c.round.federated_eval_every > 0,
+         "fedbuff has no rounds to put an evaluation phase in; evaluate on the server"),
+    Rule(("schedule.mode", "round.selection"),
+         lambda c: _fedbuff(c) and c.round.selection != "waiting",
+         "fedbuff trains every client that checks in; there is no cohort to sample"),
     Rule(("aggregation.krum.f", "round.clients_per_round"),
          lambda c: c.aggregation.preset == "robust_krum"
          and c.round.clients_per_round <= 2 * c.aggregation.krum.f + 2,
@@ -367,6 +399,7 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
         secure = SecureSum(encoding=protocol.encoding, unmasker=protocol)
         aggregator = SECURE_AGGREGATORS[config.aggregation.preset](config, secure)
     return RoundProgram(
-        name=config.aggregation.preset, aggregator=aggregator,
+        name=config.aggregation.preset,
+        aggregator=_schedule_aggregator(config, aggregator),
         transforms=tuple(transforms), weighting=Weighting(agg.weighting, agg.weight_cap),
         encoding=Encoding(wire.uplink, wire.clusters, wire.zstd), protocol=protocol)

@@ -78,6 +78,7 @@ class RejectReason(enum.Enum):
     STALE_VERSION = "stale model version"
     WRONG_MASK = "wrong mask id"
     CONFLICTING_DUPLICATE = "a different result was already accepted for this task"
+    TOO_STALE = "update is more server steps behind the model than schedule.max_staleness"
 
 
 class Rejection(Exception):
@@ -255,6 +256,24 @@ class RoundStateMachine:
     def record_result(self, client_id: str, digest: bytes) -> None:
         """Record a result that :meth:`check_result` accepted (call under the same lock)."""
         self.step.results[client_id] = digest
+
+    # -- the scheduler seam (fedserver.schedules): what differs under asynchronous modes --
+    def task_round(self, client_id: str, task_id: str) -> int:
+        """The round of ``client_id``'s open task ``task_id``, whose model is the current
+        one; LookupError for any other task."""
+        step = self.step
+        if self.finished or client_id not in step.selected \
+                or task_id != step.task_id(self.run_id, client_id):
+            raise LookupError(f"task {task_id!r} is not open for client {client_id!r}")
+        return step.round
+
+    def folding_round(self, task_round: int) -> int:
+        """The round whose aggregate a result of a ``task_round`` task folds into: its own."""
+        return task_round
+
+    def result_reports(self, client_id: str) -> dict[str, float]:
+        """Scalars the scheduler adds to an accepted result's contribution: none."""
+        return {}
 
     # -- closing ------------------------------------------------------------------------
     def close_if_due(self) -> ClosedStep | None:

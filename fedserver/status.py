@@ -41,6 +41,7 @@ _REJECTION_CODES = {
     RejectReason.STALE_VERSION: grpc.StatusCode.FAILED_PRECONDITION,
     RejectReason.WRONG_MASK: grpc.StatusCode.FAILED_PRECONDITION,
     RejectReason.CONFLICTING_DUPLICATE: grpc.StatusCode.ALREADY_EXISTS,
+    RejectReason.TOO_STALE: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 # Order matters: subclasses before their bases.

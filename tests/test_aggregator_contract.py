@@ -31,6 +31,7 @@ from fedserver.aggregators.mean import UnweightedMean, WeightedMean
 from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.side import SideAggregator
+from fedserver.aggregators.staleness import StalenessWeighted
 from fedserver.aggregators.sum import Sum, SumAccumulator
 from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import WEIGHTINGS, Weighting, reference_examples
@@ -81,6 +82,9 @@ CASES = [
          roles=("inner",)),
     Case("norm_bound_sum", lambda: NormBound(Sum(), max_norm=0.5), weighted=False,
          roles=("inner",)),
+    Case("staleness_weighted", lambda: StalenessWeighted(WeightedMean(), weighting="polynomial",
+                                                         exponent=0.5),
+         weighted=True, roles=("inner",)),
     Case("side_weighted_sum", _side(lambda: WeightedScoreSum(SHAPES), "weighted-sum"),
          weighted=True, side=True),
     Case("side_vote", _side(lambda: TopKVote(SHAPES, top_fraction=0.5), "vote"),
@@ -160,6 +164,9 @@ DELEGATION = [
      [(X1, 1.0), (X2, 2.0)], [6 / 2, 11 / 2], "value_sum"),
     ("norm_bound/inner", lambda: NormBound(PlusOneSum(), max_norm=1.0),
      [({"w": np.array([3.0, 4.0])}, 1.0)], [1.6, 1.8], "inner"),
+    ("staleness_weighted/inner",
+     lambda: StalenessWeighted(PlusOneSum(), weighting="constant", exponent=0.0),
+     [(X1, 1.0), (X2, 2.0)], [6.0, 11.0], "inner"),
 ]
 
 
@@ -306,6 +313,8 @@ MISMATCHED = [
      lambda: NormBound(WeightedMean(), max_norm=1.0)),
     ("norm_bound_max_norm", lambda: NormBound(Sum(), max_norm=1.0),
      lambda: NormBound(Sum(), max_norm=2.0)),
+    ("staleness_exponent", lambda: StalenessWeighted(Sum(), weighting="polynomial", exponent=0.5),
+     lambda: StalenessWeighted(Sum(), weighting="polynomial", exponent=1.0)),
 ]
 
 
@@ -400,6 +409,10 @@ def test_measurements_are_nested_by_role(case: Case) -> None:
     if not case.roles:
         assert out.measurements["count"] == 2
     if "inner" in case.roles:
+        assert out.measurements["inner"]["value_sum" if case.weighted else "count"]
+    if isinstance(case.make(), StalenessWeighted):  # no staleness reported: all fresh
+        assert out.measurements["mean_scale"] == 1.0
+    elif "inner" in case.roles:
         assert out.measurements["max_norm"] == case.make().max_norm  # type: ignore[attr-defined]
         small = case.make().max_norm < 1  # type: ignore[attr-defined]
         assert out.measurements["clipped"] == (2 if small else 0)

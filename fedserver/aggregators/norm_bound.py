@@ -19,45 +19,11 @@ inner aggregator's under ``inner``.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 from fedcore.norms import clip_scale, global_l2_norm
-from fedserver.aggregators.base import (
-    Accumulator,
-    Aggregator,
-    Contribution,
-    Output,
-    RoundSpec,
-    Shapes,
-    State,
-    checked_values,
-    same_kind,
-)
-
-
-class NormBoundAccumulator:
-    def __init__(self, inner: Accumulator, *, shapes: Shapes, max_norm: float) -> None:
-        self.inner, self._shapes, self._max_norm = inner, shapes, max_norm
-        self.clipped = 0
-
-    @property
-    def count(self) -> int:
-        return self.inner.count
-
-    def add(self, contribution: Contribution) -> None:
-        values = checked_values(contribution.values, self._shapes)
-        scale = clip_scale(global_l2_norm(values), self._max_norm)
-        self.inner.add(replace(contribution, values={n: v * scale for n, v in values.items()}))
-        self.clipped += scale < 1.0
-
-    def merge(self, other: NormBoundAccumulator) -> None:  # type: ignore[override]
-        same_kind(self, other)
-        if other._max_norm != self._max_norm:
-            raise TypeError(f"cannot merge a norm bound of {other._max_norm} into one of "
-                            f"{self._max_norm}")
-        self.inner.merge(other.inner)
-        self.clipped += other.clipped
+from fedserver.aggregators.base import Aggregator, Arrays, Contribution, Output, RoundSpec, Shapes, State
+from fedserver.aggregators.scaling import ScalingAccumulator
 
 
 class NormBound:
@@ -70,14 +36,18 @@ class NormBound:
     def initialize(self, shapes: Shapes) -> State:
         return {"inner": self.inner.initialize(shapes)}
 
-    def begin(self, state: State, spec: RoundSpec) -> NormBoundAccumulator:
-        return NormBoundAccumulator(self.inner.begin(state["inner"], spec), shapes=spec.shapes,
-                                    max_norm=self.max_norm)
+    def _clip(self, values: Arrays, contribution: Contribution) -> float:
+        return clip_scale(global_l2_norm(values), self.max_norm)
 
-    def finalize(self, state: State, acc: NormBoundAccumulator) -> Output:  # type: ignore[override]
+    def begin(self, state: State, spec: RoundSpec) -> ScalingAccumulator:
+        return ScalingAccumulator(self.inner.begin(state["inner"], spec), shapes=spec.shapes,
+                                  config=f"a norm bound of {self.max_norm}", factor=self._clip)
+
+    def finalize(self, state: State, acc: ScalingAccumulator) -> Output:  # type: ignore[override]
         inner = self.inner.finalize(state["inner"], acc.inner)
+        clipped = sum(f < 1.0 for f in acc.factors)
         return Output({"inner": inner.state}, inner.result,
-                      {"clipped": acc.clipped, "max_norm": self.max_norm,
+                      {"clipped": clipped, "max_norm": self.max_norm,
                        "inner": inner.measurements})
 
     def get_config(self) -> dict[str, Any]:
