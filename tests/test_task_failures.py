@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fedclient.config import ClientConfig
+from fedclient.config import AttackConfig, ClientConfig
 from fedclient.daemon import ClientDaemon
 from fedclient.local_work import LocalWorker
 from fedcore.datasets import DataSpec, load_client_data
@@ -24,14 +24,16 @@ from tests.helpers import TOKEN, RawClient, running_server, server_config, wait_
 @pytest.mark.timeout(90)
 def test_a_diverged_client_reports_a_non_finite_update_and_never_pushes_it(
         tmp_path: Path) -> None:
-    # lr 1e30: the first SGD step overflows the client's weights, so its delta is not finite
-    config = server_config(tmp_path / "state", "training.learning_rate=1e30",
+    # a client-side "scale" attack of 1e300 overflows every float32 delta to inf: the client
+    # must notice before encoding (learning rates are capped at 10, so no config diverges it)
+    config = server_config(tmp_path / "state",
                            "training.local_epochs=1", "round.rounds=1", "round.deadline_s=30",
                            "evaluation.test_set=")
     with running_server(config) as running:
         coord = running.coordinator
         pushes = []
-        worker = LocalWorker(load_client_data(DataSpec(source="synthetic")))
+        worker = LocalWorker(load_client_data(DataSpec(source="synthetic")),
+                             attack=AttackConfig(behaviour="scale", scale=1e300))
         daemon = ClientDaemon(ClientConfig(server=f"127.0.0.1:{running.port}", client_id="c1",
                                            token=TOKEN, max_wait_ms=1000,
                                            backoff_initial_s=0.05, backoff_max_s=0.2),
