@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,10 +31,18 @@ from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.proximal import ProximalTerm
+from fedcore.representation import summarize
 from fedcore.secure_noise import SecureGaussian
 from fedcore.text import clip
 from fedcore.train_hooks import TrainHook
-from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
+from fedcore.training import (
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    importance_scores,
+    train_local,
+)
+from fedcore.weight_clustering import WeightClustering
 
 Params = dict[str, np.ndarray]
 
@@ -45,6 +53,8 @@ class TrainOutcome:
     scores: Params | None
     num_examples: int
     metrics: dict[str, float]
+    weights: Params = field(default_factory=dict)  # FedCompress: clustered local weights
+    representation: Params | None = None  # FedCompress: representation summary tensors
 
 
 def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params: Params,
@@ -54,6 +64,26 @@ def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, global_params
     if t.proximal_mu > 0:
         hooks.append(ProximalTerm(mu=t.proximal_mu, reference_params=global_params))
     return hooks
+
+
+def _train_phases(model: torch.nn.Module, train: object, config: TrainConfig,
+                  hooks: list[TrainHook], clustering: WeightClustering | None, *,
+                  cluster_epochs: int) -> TrainResult:
+    """Plain local training, or FedCompress's two phases: ``epochs - cluster_epochs``
+    normal epochs, then ``cluster_epochs`` (at least 1) with weights clustered (the hook
+    runs last, after the mask enforcer and FedProx). Total epochs stay ``epochs``."""
+    if clustering is None:
+        return train_local(model, train, config, hooks=hooks)  # type: ignore[arg-type]
+    clustered = min(max(cluster_epochs, 1), config.epochs)
+    steps, seconds = 0, 0.0
+    if config.epochs > clustered:
+        first = train_local(model, train, replace(config, epochs=config.epochs - clustered),  # type: ignore[arg-type]
+                            hooks=hooks)
+        steps, seconds = first.steps, first.seconds
+    last = train_local(model, train,  # type: ignore[arg-type]
+                       replace(config, epochs=clustered, seed=config.seed + (1 << 20)),
+                       hooks=[*hooks, clustering])
+    return replace(last, steps=steps + last.steps, seconds=seconds + last.seconds)
 
 
 class ModelNotAllowed(ValueError):
@@ -103,8 +133,12 @@ class LocalWorker:
                              weight_decay=t.weight_decay, seed=self._seed + int(task.round))
         start = time.perf_counter()
         train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
-        result = train_local(model, train, config,
-                             hooks=_train_hooks(model, t, global_params, masks))
+        hooks = _train_hooks(model, t, global_params, masks)
+        clustering = (WeightClustering(clusters=t.clusters, masks=masks, seed=config.seed,
+                                       centroid_learning_rate=t.centroid_learning_rate)
+                      if t.clusters > 0 else None)
+        result = _train_phases(model, train, config, hooks, clustering,
+                               cluster_epochs=t.cluster_epochs)
         local = get_parameters(model)
         delta = poisoned_delta(self.attack, {n: (local[n] - global_params[n]).astype(np.float32)
                                              for n in global_params})
@@ -119,8 +153,15 @@ class LocalWorker:
             delta = {n: (d + noise.normal(d.shape, stddev=t.noise_stddev)).astype(np.float32)
                      for n, d in delta.items()}
             metrics["dp_noised"] = 1.0
+        weights = {n: local[n] for n in clustering.names} if clustering is not None else {}
+        representation = None
+        if t.report_representation:
+            on_train = len(self.data.val) == 0
+            representation = summarize(
+                model, self.data.train if on_train else self.data.val,
+                dim=t.representation_dim, seed=t.representation_seed).as_tensors()
         return TrainOutcome(delta, scores, claimed_examples(self.attack, result.num_examples),
-                            metrics)
+                            metrics, weights, representation)
 
     def _scores(self, model: torch.nn.Module, t: cpb.TrainInstructions) -> Params:
         """Grouped importance scores of the requested tensors, in model order."""

@@ -132,9 +132,11 @@ class Emulation:
             outcome = client.worker.train(task, params, masks)
             up = encode_update(task, outcome, masks, client_id=client.client_id,
                                seed=client.worker.seed).SerializeToString()
-            ticket = PushTicket(client.client_id, task.task_id, round, model.version,
-                                instr.mask_id, instr.masks, outcome.num_examples, b"",
-                                "scores" in instr.side_keys, time.monotonic())
+            ticket = PushTicket.for_task(instr, client_id=client.client_id,
+                                         task_id=task.task_id, round=round,
+                                         version=model.version,
+                                         num_examples=outcome.num_examples, digest=b"",
+                                         started=time.monotonic())
             self.runner.add(open_round, client.client_id, self.runner.decode(open_round, ticket, up),
                             claimed_examples=outcome.num_examples, metrics=outcome.metrics)
             bytes_up, bytes_down = bytes_up + len(up), bytes_down + len(down)

@@ -40,8 +40,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fedcore.distillation import DistillConfig
 from fedcore.model_codec import Encoding
+from fedcore.models import build_model
 from fedcore.secure_noise import SecureGaussian
+from fedcore.unlabeled import load_unlabeled
 from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import Aggregator
 from fedserver.aggregators.buffered import buffer_bytes
@@ -53,11 +56,15 @@ from fedserver.aggregators.median import Median
 from fedserver.aggregators.norm_bound import NormBound
 from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import Weighting
+from fedserver.cluster_schedule import ClusterSchedule, PlateauRule
+from fedserver.config import FedCompressConfig
 from fedserver.privacy.accountant import PrivacyAccountant
 from fedserver.round_program import RoundProgram
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
+from fedserver.transforms.adaptive_clusters import AdaptiveClusters
 from fedserver.transforms.base import ModelTransform
 from fedserver.transforms.client_objective import ProximalObjective
+from fedserver.transforms.distillation import Distillation
 from fedserver.transforms.evaluation_step import EvaluationStep, Evaluator
 from fedserver.transforms.optimizer_step import OptimizerStep
 from fedserver.transforms.privacy_accounting import PrivacyAccounting
@@ -181,6 +188,63 @@ def _proximal(s: StrategyConfig) -> tuple[ModelTransform, ...]:
     return (ProximalObjective(mu=s.proximal_mu),)
 
 
+def fedcompress_transforms(config: ServerConfig) -> tuple[ModelTransform, ...]:
+    """Adaptive k, then (unless ``fedcompress.distill = false``) distillation; both share
+    one :class:`ClusterSchedule`, so the student is clustered at the k clients use next."""
+    f = config.fedcompress
+    schedule = ClusterSchedule(PlateauRule(
+        k_min=f.clusters_min, k_max=f.clusters_max, step=f.cluster_step, window=f.window,
+        patience=f.patience, warmup_rounds=f.warmup_rounds, limit=f.limit,
+        base=f.threshold_base))
+    shape = model_shape(config.training.model)
+    dim = f.representation_dim if 0 < f.representation_dim < shape.embedding else \
+        shape.embedding
+    out: list[ModelTransform] = [AdaptiveClusters(
+        schedule, representation_dim=dim, cluster_epochs=f.cluster_epochs,
+        centroid_learning_rate=f.centroid_learning_rate, seed=f.seed)]
+    if f.distill:
+        inputs = distillation_inputs(config)
+        out.append(Distillation(
+            schedule, build=lambda: build_model(config.training.model, seed=0), inputs=inputs,
+            config=DistillConfig(epochs=f.distill_epochs, batch_size=f.distill_batch_size,
+                                 learning_rate=f.distill_learning_rate,
+                                 temperature=f.temperature, seed=f.seed),
+            source=f.distill_data, centroid_learning_rate=f.centroid_learning_rate))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    features: int  # input width of the first nn.Linear (0: the model starts otherwise)
+    embedding: int  # input width of the last nn.Linear (the representation summarised)
+
+
+@lru_cache(maxsize=16)
+def model_shape(name: str) -> ModelShape:
+    from torch import nn
+
+    linears = [m for m in build_model(name, seed=0).modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"training.model: FedCompress needs a model with an nn.Linear "
+                         f"head, {name!r} has none")
+    return ModelShape(features=int(linears[0].in_features),
+                      embedding=int(linears[-1].in_features))
+
+
+def distillation_inputs(config: ServerConfig) -> np.ndarray:
+    """The unlabeled set; one line naming ``fedcompress.distill_data`` when unusable."""
+    f = config.fedcompress
+    try:
+        return load_unlabeled(f.distill_data, features=model_shape(config.training.model).features,
+                              examples=f.distill_examples, seed=f.seed)
+    except ValueError as exc:
+        raise ValueError(f"fedcompress.distill_data: {exc}") from None
+
+
+def _no_compression(config: ServerConfig) -> tuple[ModelTransform, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Preset:
     optimizer: Callable[[StrategyConfig], ServerOptimizer]
@@ -188,6 +252,8 @@ class Preset:
     client_objective: Callable[[StrategyConfig], tuple[ModelTransform, ...]] = \
         _no_client_objective
     accounting: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_accounting
+    # model compression after the client objective, before pruning (FedCompress)
+    compression: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_compression
 
 
 PRESETS: Mapping[str, Preset] = {
@@ -200,6 +266,7 @@ PRESETS: Mapping[str, Preset] = {
     "robust_trimmed_mean": Preset(_sgd, aggregator=_trimmed_mean),
     "robust_krum": Preset(_sgd, aggregator=_krum),
     "dp_fedavg": Preset(_sgd, aggregator=_dp_mean, accounting=_accounting),
+    "fedcompress": Preset(_sgd, compression=fedcompress_transforms),
 }
 
 
@@ -214,6 +281,15 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(("fedcompress", "aggregation.preset"),
+         lambda c: c.aggregation.preset != "fedcompress"
+         and c.fedcompress != FedCompressConfig(),
+         "the [fedcompress] keys are read only by aggregation.preset = 'fedcompress'"),
+    Rule(("fedcompress.cluster_epochs", "training.local_epochs"),
+         lambda c: c.aggregation.preset == "fedcompress"
+         and c.fedcompress.cluster_epochs > c.training.local_epochs,
+         "the clustered epochs are the last of the local epochs: need cluster_epochs <= "
+         "local_epochs"),
     Rule(("aggregation.preset", "strategy.proximal_mu"),
          lambda c: c.aggregation.preset == "fedprox" and c.strategy.proximal_mu == 0,
          "fedprox needs proximal_mu > 0 (with 0 it is fedavg)"),
@@ -264,6 +340,7 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
     preset = PRESETS[config.aggregation.preset]
     transforms: list[ModelTransform] = [OptimizerStep(preset.optimizer(config.strategy))]
     transforms += preset.client_objective(config.strategy)
+    transforms += preset.compression(config)
     controller = build_controller(config.pruning, initial)
     if controller is not None:
         transforms.append(PruningStep(controller))

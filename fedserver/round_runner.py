@@ -129,7 +129,8 @@ class RoundRunner:
 
     def decode(self, open_round: OpenRound, ticket: PushTicket, payload: bytes) -> DecodedUpdate:
         return decode_update(ticket, payload, shapes=self.shapes,
-                             score_shapes=open_round.side_shapes.get("scores", {}))
+                             score_shapes=open_round.side_shapes.get("scores", {}),
+                             base=self.model.params)
 
     def add(self, open_round: OpenRound, client_id: str, update: DecodedUpdate, *,
             claimed_examples: int, metrics: Mapping[str, float] | None = None) -> float:
@@ -138,7 +139,9 @@ class RoundRunner:
         self.fix_weight_cap(open_round, 0.0)  # nothing declared: no cap
         assert open_round.weight_cap is not None
         weight = self.program.weighting.weight(claimed_examples, cap=open_round.weight_cap)
-        extras = {"scores": update.scores} if update.scores is not None else {}
+        extras = {key: value for key, value in (("scores", update.scores),
+                                                 ("representation", update.representation))
+                  if value is not None}
         missing = set(open_round.sides) - set(extras)
         if missing:
             raise InvalidUpdate(f"this round needs the update's {sorted(missing)} tensors")

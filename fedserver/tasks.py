@@ -54,4 +54,9 @@ class TaskFactory:
             momentum=t.momentum, weight_decay=t.weight_decay, proximal_mu=instr.proximal_mu,
             compute_scores=instr.compute_scores, score_kind=instr.score_kind,
             score_granularity=instr.score_granularity, clip_norm=instr.clip_norm,
-            noise_stddev=instr.client_noise_stddev)
+            noise_stddev=instr.client_noise_stddev, clusters=instr.clusters,
+            cluster_epochs=instr.cluster_epochs,
+            centroid_learning_rate=instr.centroid_learning_rate,
+            report_representation=instr.report_representation,
+            representation_dim=instr.representation_dim,
+            representation_seed=instr.representation_seed)

@@ -3,7 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -69,7 +69,7 @@ class Encoding(_message.Message):
     def __init__(self, values: _Optional[_Union[ValueCodec, str]] = ..., clusters: _Optional[int] = ..., zstd: _Optional[bool] = ...) -> None: ...
 
 class TrainInstructions(_message.Message):
-    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev")
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev", "clusters", "cluster_epochs", "centroid_learning_rate", "report_representation", "representation_dim", "representation_seed")
     class ScoreGranularityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,12 @@ class TrainInstructions(_message.Message):
     SCORE_GRANULARITY_FIELD_NUMBER: _ClassVar[int]
     CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
     NOISE_STDDEV_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    CENTROID_LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_REPRESENTATION_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATION_DIM_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATION_SEED_FIELD_NUMBER: _ClassVar[int]
     local_epochs: int
     batch_size: int
     learning_rate: float
@@ -99,7 +105,13 @@ class TrainInstructions(_message.Message):
     score_granularity: _containers.ScalarMap[str, str]
     clip_norm: float
     noise_stddev: float
-    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ...) -> None: ...
+    clusters: int
+    cluster_epochs: int
+    centroid_learning_rate: float
+    report_representation: bool
+    representation_dim: int
+    representation_seed: int
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ..., clusters: _Optional[int] = ..., cluster_epochs: _Optional[int] = ..., centroid_learning_rate: _Optional[float] = ..., report_representation: _Optional[bool] = ..., representation_dim: _Optional[int] = ..., representation_seed: _Optional[int] = ...) -> None: ...
 
 class EvaluateInstructions(_message.Message):
     __slots__ = ("batch_size",)
@@ -227,12 +239,16 @@ class UpdateHeader(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., stream: _Optional[_Union[StreamHeader, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class UpdatePayload(_message.Message):
-    __slots__ = ("delta", "scores")
+    __slots__ = ("delta", "scores", "absolute_tensors", "representation")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    ABSOLUTE_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATION_FIELD_NUMBER: _ClassVar[int]
     delta: _tensor_pb2.Model
     scores: _tensor_pb2.Model
-    def __init__(self, delta: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ...) -> None: ...
+    absolute_tensors: _containers.RepeatedScalarFieldContainer[str]
+    representation: _tensor_pb2.Model
+    def __init__(self, delta: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., absolute_tensors: _Optional[_Iterable[str]] = ..., representation: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ...) -> None: ...
 
 class UpdateChunk(_message.Message):
     __slots__ = ("header", "data")
