@@ -5,7 +5,8 @@
 first), and which client-objective transforms run. :func:`build_program` adds the
 transforms every program shares, in the fixed order
 
-    optimizer step -> client objective -> pruning step -> server evaluation -> accounting
+    optimizer step -> client objective -> pruning step -> compression (FedCompress:
+    adaptive k, distillation) -> server evaluation -> accounting
 
 | preset        | aggregator                              | optimizer (lr) | clients told        |
 |---------------|-----------------------------------------|----------------|---------------------|
@@ -19,6 +20,8 @@ transforms every program shares, in the fixed order
 | robust_krum   | MultiKrum(f 1, m n - f) (buffered)      | SGD (1.0)      | -                   |
 | dp_fedavg     | FixedDenominatorMean(DPSum) (central)   | SGD (1.0)      | clip_norm           |
 |               | or (DistributedDPSum) (distributed)     |                | clip_norm, noise    |
+| fedcompress   | WeightedMean + AdaptiveClusters,        | SGD (1.0)      | clusters, summary   |
+|               | Distillation transforms                 |                |                     |
 
 ``dp_fedavg`` also appends the privacy-accounting transform. The buffered (robust_median,
 robust_trimmed_mean, robust_krum) presets hold up to one update per cohort member
@@ -252,7 +255,7 @@ class Preset:
     client_objective: Callable[[StrategyConfig], tuple[ModelTransform, ...]] = \
         _no_client_objective
     accounting: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_accounting
-    # model compression after the client objective, before pruning (FedCompress)
+    # model compression after the pruning step (FedCompress)
     compression: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_compression
 
 
@@ -340,10 +343,12 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
     preset = PRESETS[config.aggregation.preset]
     transforms: list[ModelTransform] = [OptimizerStep(preset.optimizer(config.strategy))]
     transforms += preset.client_objective(config.strategy)
-    transforms += preset.compression(config)
     controller = build_controller(config.pruning, initial)
     if controller is not None:
         transforms.append(PruningStep(controller))
+    # after pruning: the mask is scored on the (unclustered) aggregate -- magnitudes of a
+    # clustered model tie by whole clusters -- and the student is distilled under it
+    transforms += preset.compression(config)
     if evaluator is not None:
         transforms.append(EvaluationStep(evaluator, label=config.evaluation.test_set))
     transforms += preset.accounting(config)
