@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,13 +31,24 @@ from fedcompression import group_scores
 from fedcore.client_training import train_update
 from fedcore.data_fit import check_data_fits
 from fedcore.datasets import ClientData
+from fedcore.masking import mask_hooks
 from fedcore.models import ModelNotAllowed, build_model, check_allowed
 from fedcore.norms import clip_to_norm
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import coordinator_pb2 as cpb
+from fedcore.proximal import ProximalTerm
+from fedcore.representation import summarize
 from fedcore.secure_noise import SecureGaussian
 from fedcore.text import clip
-from fedcore.training import TrainConfig, evaluate, importance_scores, train_local
+from fedcore.train_hooks import TrainHook
+from fedcore.training import (
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    importance_scores,
+    train_local,
+)
+from fedcore.weight_clustering import WeightClustering
 
 __all__ = ["LocalWorker", "ModelNotAllowed", "NonFiniteUpdate", "TrainOutcome"]
 
@@ -51,6 +62,8 @@ class TrainOutcome:
     scores: Params | None
     num_examples: int
     metrics: dict[str, float]
+    weights: Params = field(default_factory=dict)  # FedCompress: clustered local weights
+    representation: Params | None = None  # FedCompress: representation summary tensors
 
 
 def _train_config(t: cpb.TrainInstructions, *, seed: int, epochs: int = 0) -> TrainConfig:
@@ -70,6 +83,33 @@ def _check_finite(delta: Params, loss: float) -> None:
     if bad:
         raise NonFiniteUpdate(f"local update is not finite in {len(bad)} part(s), first "
                               f"{clip(bad[0], 60)!r} (train loss {loss:g}); nothing was pushed")
+
+
+def _train_hooks(model: torch.nn.Module, t: cpb.TrainInstructions, reference: Params,
+                 masks: Mapping[str, np.ndarray] | None) -> list[TrainHook]:
+    """Masked-dense training's hooks: the mask enforcer (if masked), then FedProx."""
+    hooks = mask_hooks(model, masks)
+    if t.proximal_mu > 0:
+        hooks.append(ProximalTerm(mu=t.proximal_mu, reference_params=reference))
+    return hooks
+
+
+def _train_phases(model: torch.nn.Module, train: object, config: TrainConfig,
+                  hooks: list[TrainHook], clustering: WeightClustering, *,
+                  cluster_epochs: int) -> TrainResult:
+    """FedCompress's two phases: ``epochs - cluster_epochs`` normal epochs, then
+    ``cluster_epochs`` (at least 1) with weights clustered (the hook runs last, after the
+    mask enforcer and FedProx). Total epochs stay ``epochs``."""
+    clustered = min(max(cluster_epochs, 1), config.epochs)
+    steps, seconds = 0, 0.0
+    if config.epochs > clustered:
+        first = train_local(model, train, replace(config, epochs=config.epochs - clustered),  # type: ignore[arg-type]
+                            hooks=hooks)
+        steps, seconds = first.steps, first.seconds
+    last = train_local(model, train,  # type: ignore[arg-type]
+                       replace(config, epochs=clustered, seed=config.seed + (1 << 20)),
+                       hooks=[*hooks, clustering])
+    return replace(last, steps=steps + last.steps, seconds=seconds + last.seconds)
 
 
 class LocalWorker:
@@ -128,21 +168,32 @@ class LocalWorker:
         train = training_data(self.attack, self.data.train, num_classes=self.data.num_classes)
         before = (evaluate(model, train, batch_size=256).loss if t.report_initial_loss
                   else None)  # q-FFL: the pulled model's loss here
-        update = train_update(model, start_params, masks, train,
-                              _train_config(t, seed=self._seed + int(task.round)),
-                              mode=t.client_training, proximal_mu=t.proximal_mu)
-        result = update.result
-        trained = {n: start_params[n] + update.delta[n] for n in start_params}
+        config = _train_config(t, seed=self._seed + int(task.round))
+        clustering = (WeightClustering(clusters=t.clusters, masks=masks, seed=config.seed,
+                                       centroid_learning_rate=t.centroid_learning_rate)
+                      if t.clusters > 0 else None)
+        extra: dict[str, float] = {}
+        if clustering is not None:  # FedCompress trains the dense model, masked
+            set_parameters(model, start_params)
+            result = _train_phases(model, train, config,
+                                   _train_hooks(model, t, start_params, masks), clustering,
+                                   cluster_epochs=t.cluster_epochs)
+            trained = get_parameters(model)
+        else:  # reduced under a structured mask, else masked or dense
+            update = train_update(model, start_params, masks, train, config,
+                                  mode=t.client_training, proximal_mu=t.proximal_mu)
+            result, extra = update.result, update.metrics
+            trained = {n: start_params[n] + update.delta[n] for n in start_params}
+            if (t.compute_scores or t.report_representation) and update.reduced:
+                set_parameters(model, trained)  # scores and summaries read the dense model
         self.personal.keep(trained, personal)
-        if t.compute_scores and update.reduced:  # scores are taken on the trained dense model
-            set_parameters(model, trained)
         delta = self.personal.shared_delta(
             {n: (trained[n] - global_params[n]).astype(np.float32) for n in global_params},
             personal)
         delta = poisoned_delta(self.attack, delta)
         scores = self._scores(model, t) if t.compute_scores else None
         metrics = {"train_loss": float(result.loss),
-                   "train_seconds": time.perf_counter() - start, **update.metrics}
+                   "train_seconds": time.perf_counter() - start, **extra}
         if before is not None:
             metrics["initial_loss"] = float(before)
         if t.clip_norm > 0:  # DP: clip before the (possibly lossy) encoding
@@ -154,8 +205,15 @@ class LocalWorker:
                      for n, d in delta.items()}
             metrics["dp_noised"] = 1.0
         _check_finite(delta, float(result.loss))
+        weights = {n: trained[n] for n in clustering.names} if clustering is not None else {}
+        representation = None
+        if t.report_representation:
+            on_train = len(self.data.val) == 0
+            representation = summarize(
+                model, self.data.train if on_train else self.data.val,
+                dim=t.representation_dim, seed=t.representation_seed).as_tensors()
         return TrainOutcome(delta, scores, claimed_examples(self.attack, result.num_examples),
-                            metrics)
+                            metrics, weights, representation)
 
     def _scores(self, model: torch.nn.Module, t: cpb.TrainInstructions) -> Params:
         """Grouped importance scores of the requested tensors, in model order."""

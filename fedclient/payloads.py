@@ -27,6 +27,7 @@ from fedcore.model_deltas import apply_mask_delta_message, apply_model_delta, mo
 from fedcore.pb import coordinator_pb2 as cpb
 
 SCORE_ENCODING = Encoding("fp16", zstd=True)  # scores rank weights: fp16 keeps their order
+REPRESENTATION_ENCODING = Encoding("fp32", zstd=True)  # a Gram matrix: eigenvalues need fp32
 Params = dict[str, np.ndarray]
 
 
@@ -141,10 +142,18 @@ def encode_update(task: cpb.Task, outcome: TrainOutcome, masks: dict[str, np.nda
                   *, client_id: str, seed: int) -> cpb.UpdatePayload:
     """The encoded update; its rounding noise is this client's own (:func:`encoder_seed`)."""
     encoding = Encoding.from_proto(task.update_encoding)
+    values = {n: outcome.weights.get(n, d) for n, d in outcome.delta.items()}
+    clustered = Encoding("clustered", max(int(task.train.clusters), 1), encoding.zstd)
     payload = cpb.UpdatePayload(delta=encode_model(
-        outcome.delta, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
+        values, encoding=encoding, version=task.model_version, mask_id=task.mask_id,
         masks=masks, seed=encoder_seed(client_id=client_id, seed=seed, round=int(task.round),
-                                       model_version=int(task.model_version))))
+                                       model_version=int(task.model_version)),
+        per_tensor={n: clustered for n in outcome.weights}),
+        absolute_tensors=[n for n in outcome.delta if n in outcome.weights])
+    if outcome.representation is not None:
+        payload.representation.CopyFrom(encode_model(
+            outcome.representation, encoding=REPRESENTATION_ENCODING,
+            version=task.model_version))
     if outcome.scores is not None:
         payload.scores.CopyFrom(encode_model(outcome.scores, encoding=SCORE_ENCODING,
                                              version=task.model_version))

@@ -85,15 +85,23 @@ class Encoding:
 
 
 def encode_model(params: Params, *, encoding: Encoding, version: int, mask_id: str = "",
-                 masks: Masks | None = None, seed: int = 0) -> pb.Model:
-    """Encode ``params`` in order; tensors covered by ``masks`` carry implied positions."""
+                 masks: Masks | None = None, seed: int = 0,
+                 per_tensor: Mapping[str, Encoding] | None = None) -> pb.Model:
+    """Encode ``params`` in order; tensors covered by ``masks`` carry implied positions.
+
+    ``per_tensor`` overrides ``encoding`` for the tensors it names (FedCompress sends its
+    clustered tensors as codebook + indices and the rest, e.g. biases, as floats)."""
     if masks and not mask_id:
         raise ValueError("masks given without a mask_id")
+    unknown = set(per_tensor or {}) - set(params)
+    if unknown:
+        raise ValueError(f"per_tensor names tensors the model lacks: {sorted(unknown)}")
     rng = np.random.default_rng(seed)
     tensors = []
     for name, array in params.items():
         mask = masks.get(name) if masks else None
-        enc = encode_tensor(name, array, encoding.tensor_encoding(masked=mask is not None),
+        chosen = (per_tensor or {}).get(name, encoding)
+        enc = encode_tensor(name, array, chosen.tensor_encoding(masked=mask is not None),
                             mask=mask, mask_id=mask_id if mask is not None else "", rng=rng,
                             seed=seed)
         tensors.append(wire.tensor_to_proto(enc))

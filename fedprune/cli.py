@@ -5,6 +5,7 @@
     fedprune simulate --clients 3 --rounds 5 --set wire.uplink=int8
     fedprune report runs/latest/report.json
     fedprune export runs/latest --out model.fpm --values int8 --shrink
+    fedprune export runs/latest --out model.fpm --values clustered
     fedprune privacy --target-epsilon 8 --rounds 30        # noise multiplier for a budget
     fedprune certs --out certs --clients 3   # development CA, server and client certificates
 """
@@ -119,7 +120,8 @@ def _export(ns: argparse.Namespace) -> int:
     if (state / "state").is_dir():
         state = state / "state"
     try:
-        result = export_run(state, Path(ns.out), values=ns.values, shrink=ns.shrink)
+        result = export_run(state, Path(ns.out), values=ns.values, shrink=ns.shrink,
+                            clusters=ns.clusters)
     except (FileNotFoundError, ValueError) as exc:
         print(f"fedprune export: {exc}", file=sys.stderr)
         return 2
@@ -235,8 +237,12 @@ def parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write a run's final model as a compact artifact")
     exp.add_argument("run", help="run folder (from simulate) or a coordinator state folder")
     exp.add_argument("--out", default="model.fpm", help="artifact path (model.fpm)")
-    exp.add_argument("--values", default="fp32", choices=["fp32", "fp16", "bf16", "int8", "int4"],
-                     help="value format of the artifact (fp32)")
+    exp.add_argument("--values", default="fp32",
+                     choices=["fp32", "fp16", "bf16", "int8", "int4", "clustered"],
+                     help="value format of the artifact (fp32); clustered: weight tensors "
+                          "as codebook + packed indices (a FedCompress model, losslessly)")
+    exp.add_argument("--clusters", type=int, default=256, choices=range(1, 257),
+                     metavar="K", help="clustered: at most K centroids per tensor (256)")
     exp.add_argument("--shrink", action="store_true",
                      help="remove neurons that structured pruning made dead (Linear/ReLU chains)")
     exp.set_defaults(func=_export)

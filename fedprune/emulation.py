@@ -149,9 +149,11 @@ class Emulation:
             except (NonFiniteUpdate, CodecError) as exc:  # a diverged local model: drops out
                 failed[client.client_id] = str(exc)
                 continue
-            ticket = PushTicket(client.client_id, task.task_id, round, model.version,
-                                instr.mask_id, instr.masks, outcome.num_examples, b"",
-                                "scores" in instr.side_keys, time.monotonic())
+            ticket = PushTicket.for_task(instr, client_id=client.client_id,
+                                         task_id=task.task_id, round=round,
+                                         version=model.version,
+                                         num_examples=outcome.num_examples, digest=b"",
+                                         started=time.monotonic())
             bytes_up, bytes_down = bytes_up + len(up), bytes_down + down
             try:  # refused as the coordinator refuses a push (e.g. one that would overflow)
                 self.runner.add(open_round, client.client_id,

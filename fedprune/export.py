@@ -33,6 +33,7 @@ from fedcore.models import build_model
 from fedcore.params import get_parameters, set_parameters
 from fedcore.pb import tensor_pb2 as pb
 from fedcore.reduced_model import CarrySpec, ReducedSequential
+from fedcore.weight_clustering import clustered_names
 from fedprune.shrink import shrink_sequential
 from fedserver.checkpoint import read_checkpoint
 from fedserver.store import RunStore
@@ -74,13 +75,35 @@ def load_run_model(state_dir: Path) -> Artifact:
     return Artifact(model_name=info[2]["training"]["model"], params=params, own_config=True)
 
 
+def tensor_encodings(params: Params, *, values: str, clusters: int,
+                     zstd: bool) -> dict[str, TensorEncoding]:
+    """Per tensor: ``values``, except for ``clustered``: weight tensors (the rule of
+    :func:`fedcore.weight_clustering.clustered_names`) as codebook + indices of at most
+    ``clusters`` centroids (lossless for a FedCompress model, whose clustered tensors hold
+    at most k values), everything else (biases, small layers) as fp32."""
+    dense = TensorEncoding(values="fp32" if values == "clustered" else values,
+                           positions="auto", zstd=zstd)
+    if values != "clustered":
+        return {n: dense for n in params}
+    shapes = {n: a.shape for n, a in params.items()}
+    chosen = set(clustered_names(shapes, clusters=clusters))
+
+    def clustered(array: np.ndarray) -> TensorEncoding:
+        # a pruned tensor sent densely needs 0.0 as one more centroid to stay lossless
+        k = min(clusters + 1, 256) if not array.all() else clusters
+        return TensorEncoding(values="clustered", clusters=k, positions="auto", zstd=zstd)
+
+    return {n: clustered(a) if n in chosen else dense for n, a in params.items()}
+
+
 def write_artifact(artifact: Artifact, path: Path, *, values: str = "fp32",
-                   zstd: bool = True) -> int:
+                   zstd: bool = True, clusters: int = 256) -> int:
     """Write ``artifact``; returns the file size in bytes."""
-    encoding = TensorEncoding(values=values, positions="auto", zstd=zstd)
+    encodings = tensor_encodings(artifact.params, values=values, clusters=clusters, zstd=zstd)
     rng = np.random.default_rng(0)
-    model = pb.Model(tensors=[wire.tensor_to_proto(encode_tensor(n, a, encoding, rng=rng))
-                              for n, a in artifact.params.items()])
+    model = pb.Model(tensors=[
+        wire.tensor_to_proto(encode_tensor(n, a, encodings[n], rng=rng))
+        for n, a in artifact.params.items()])
     header = {"format": FORMAT, "model_name": artifact.model_name,
               "specs": [s.to_dict() for s in artifact.specs] if artifact.specs else None,
               "carries": [c.to_dict() for c in artifact.carries]}
@@ -178,19 +201,25 @@ def latency_ms(model: nn.Module, *, features: int, batch: int, repeats: int = 20
 
 
 def export_run(state_dir: Path, out: Path, *, values: str = "fp32", shrink: bool = False,
-               features: int = 64) -> dict[str, Any]:
-    """Export, re-load, verify and measure; returns the numbers the CLI prints."""
+               features: int = 64, clusters: int = 256) -> dict[str, Any]:
+    """Export, re-load, verify and measure; returns the numbers the CLI prints.
+
+    ``values = "clustered"`` writes weight tensors as codebook + packed indices (at most
+    ``clusters`` centroids each) and reports the largest codebook (``max_distinct``)."""
     dense = load_run_model(state_dir)
     artifact = shrunk(dense, input_shape=(features,)) if shrink else dense
-    size = write_artifact(artifact, out, values=values)
+    size = write_artifact(artifact, out, values=values, clusters=clusters)
     loaded = read_artifact(out).to_torch(allowed_models=(dense.model_name,))  # the run's own
     dense_model = dense.to_torch()
     x = torch.randn(32, features, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         max_diff = float((loaded(x) - dense_model(x)).abs().max())
     dense_bytes = sum(a.nbytes for a in dense.params.values())
+    weights = clustered_names({n: a.shape for n, a in artifact.params.items()}, clusters=1)
     return {
         "artifact": str(out), "artifact_bytes": size, "dense_fp32_bytes": dense_bytes,
+        "model_compression_ratio": dense_bytes / size,
+        "max_distinct": max((len(np.unique(artifact.params[n])) for n in weights), default=0),
         "values": values, "shrunk": shrink, "dense": count(dense.params),
         "exported": count(artifact.params), "max_output_difference": max_diff,
         "latency_ms": {f"batch{b}": {"dense": latency_ms(dense_model, features=features, batch=b),

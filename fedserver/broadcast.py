@@ -38,6 +38,7 @@ from fedcore.model_deltas import apply_model_delta, encode_mask_delta_message, m
 from fedcore.models import model_names
 from fedcore.pb import coordinator_pb2 as cpb
 from fedcore.pb import tensor_pb2 as pb
+from fedcore.weight_clustering import clustered_names
 from fedserver.config import ServerConfig, WireConfig
 from fedserver.instructions import RoundInstructions
 from fedserver.model_state import ModelState
@@ -188,9 +189,10 @@ class Broadcast:
     def _full_entry(self, model: ModelState, instr: RoundInstructions) -> _Entry:
         exact = self._wire.downlink_delta  # deltas need every client on the same B_v
         codec = Encoding(LOSSLESS, zstd=self._wire.zstd) if exact else self._codec
+        clustered = _clustered_tensors(model, instr, zstd=self._wire.zstd)
         full = encode_model(model.params, encoding=codec, version=model.version,
-                            mask_id=instr.mask_id, masks=instr.masks)
-        params = dict(model.params) if exact else decode_model(
+                            mask_id=instr.mask_id, masks=instr.masks, per_tensor=clustered)
+        params = dict(model.params) if exact and not clustered else decode_model(
             full, mask_id=instr.mask_id, masks=instr.masks)
         params = {n: np.asarray(p, dtype=np.float32) for n, p in params.items()}
         digest = model_sha256(params)
@@ -209,6 +211,19 @@ class Broadcast:
         digest = model_sha256(params)
         return _Entry(model.version, instr.mask_id, params, digest, frozenset({digest}), full,
                       delta=delta, base=base)
+
+
+def _clustered_tensors(model: ModelState, instr: RoundInstructions, *,
+                       zstd: bool) -> dict[str, Encoding]:
+    """FedCompress (``instr.downlink_clusters = k > 0``: the model was distilled into a
+    clustered student): the tensors clustered at ``k`` go as codebook + packed indices; B_v
+    is what clients decode from them."""
+    k = instr.downlink_clusters
+    if k <= 0:
+        return {}
+    shapes = {n: tuple(a.shape) for n, a in model.params.items()}
+    encoding = Encoding("clustered", k, zstd)
+    return {n: encoding for n in clustered_names(shapes, clusters=k, masks=instr.masks)}
 
 
 def seeded_init(config: ServerConfig, initial: Mapping[str, np.ndarray]) -> SeededInit | None:

@@ -393,6 +393,58 @@ test_set_source.__test__ = False  # type: ignore[attr-defined]  # not a pytest t
 
 
 @dataclass(frozen=True)
+class FedCompressConfig:
+    """``[fedcompress]``: the FedCompress method (preset ``fedcompress``, docs/fedcompress.md).
+
+    Clients cluster their weight tensors while training, at a ``k`` the server raises from
+    ``clusters_min`` to at most ``clusters_max`` when accuracy and representation score
+    plateau; the server distils each aggregate into a clustered student on unlabeled data
+    (``distill = false``: client-side clustering only, the broadcast is the plain
+    aggregate)."""
+
+    clusters_min: int = 8
+    clusters_max: int = 30
+    cluster_step: int = 1
+    window: int = 3  # rolling mean of accuracy and score over this many rounds
+    patience: int = 4  # rounds at one k before it may grow
+    warmup_rounds: int = 3
+    limit: float = 0.01  # accuracy plateau threshold (the score's is 10x), shrinks with k
+    threshold_base: float = 2.0
+    cluster_epochs: int = 1  # of training.local_epochs, the last ones train clustered
+    centroid_learning_rate: float = 1e-3
+    representation_dim: int = 16  # projected embedding width of the summary (0: full)
+    distill: bool = True
+    distill_data: str = "procedural"  # or the path of an npz with unlabeled inputs "x"
+    distill_examples: int = 2048  # size of the procedural set
+    distill_epochs: int = 10
+    distill_batch_size: int = 256
+    distill_learning_rate: float = 1e-4
+    temperature: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.clusters_min <= 256, "clusters_min", "must be in 1..256")
+        _check(self.clusters_min <= self.clusters_max <= 256, "clusters_max",
+               "must be in clusters_min..256")
+        for key in ("cluster_step", "window", "patience", "warmup_rounds", "cluster_epochs",
+                    "distill_batch_size"):
+            _check(getattr(self, key) >= 1, key, "must be >= 1")
+        _check(0 <= self.limit < float("inf"), "limit", "must be finite and >= 0")
+        _check(0 < self.threshold_base < float("inf"), "threshold_base", "must be finite, > 0")
+        _check(0 <= self.centroid_learning_rate < float("inf"), "centroid_learning_rate",
+               "must be finite and >= 0")
+        _check(0 <= self.representation_dim <= 256, "representation_dim", "must be in 0..256")
+        _check(bool(self.distill_data), "distill_data", "must be 'procedural' or an npz path")
+        _check(1 <= self.distill_examples <= 1 << 20, "distill_examples",
+               "must be in 1..1048576")
+        _check(self.distill_epochs >= 0, "distill_epochs", "must be >= 0")
+        _check(0 < self.distill_learning_rate < float("inf"), "distill_learning_rate",
+               "must be finite and > 0")
+        _check(0 < self.temperature < float("inf"), "temperature", "must be finite and > 0")
+        _check(self.seed >= 0, "seed", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """``[evaluation]``: the server-side held-out set (see :mod:`fedserver.evaluation`):
     ``digits``, ``synthetic``, the path of the user's own .npz/.csv file, or "" (off)."""
@@ -448,6 +500,7 @@ class ServerConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     pruning: PruningConfig = field(default_factory=PruningConfig)
     personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
+    fedcompress: FedCompressConfig = field(default_factory=FedCompressConfig)
 
     def __post_init__(self) -> None:
         _check(self.log_format in ("text", "json"), "log_format", "must be text or json")

@@ -276,11 +276,11 @@ class Coordinator:
             if not new:
                 self.metrics.update(code="OK", duplicate=True)
                 return None
-            instr = self.instructions
-            return PushTicket(client_id, header.task_id, header.round, header.model_version,
-                              instr.mask_id, instr.masks, int(header.num_examples),
-                              bytes(header.stream.sha256), "scores" in instr.side_keys,
-                              self.clock())
+            return PushTicket.for_task(
+                self.instructions, client_id=client_id, task_id=header.task_id,
+                round=header.round, version=header.model_version,
+                num_examples=int(header.num_examples), digest=bytes(header.stream.sha256),
+                started=self.clock())
 
     def decode_update(self, ticket: PushTicket, payload: bytes | memoryview) -> DecodedUpdate:
         """Parse and decode outside the lock (see :func:`fedserver.updates.decode_update`)."""

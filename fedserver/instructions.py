@@ -35,10 +35,20 @@ class RoundInstructions:
     finetune_epochs: int = 0  # FedAvg + FT: fine-tuning epochs before personalized evaluation
     report_initial_loss: bool = False  # q-FFL: clients report the pulled model's local loss
     client_training: str = ""  # pruning: "auto" | "reduced" | "masked" ("" = auto)
+    clusters: int = 0  # FedCompress: k of weight clustering during training (0: none)
+    cluster_epochs: int = 0  # of the local epochs, the last ones train clustered
+    centroid_learning_rate: float = 0.0
+    report_representation: bool = False  # clients return a representation summary
+    representation_dim: int = 0  # its projected width (0: the full embedding width)
+    representation_seed: int = 0
+    downlink_clusters: int = 0  # the broadcast's clustered tensors go as codebook + indices
 
     @property
     def side_keys(self) -> frozenset[str]:
-        return frozenset({"scores"}) if self.compute_scores else frozenset()
+        keys = {"scores"} if self.compute_scores else set()
+        if self.report_representation:
+            keys.add("representation")
+        return frozenset(keys)
 
 
 _FIELDS = {f.name for f in dataclasses.fields(RoundInstructions)} - {"round"}

@@ -5,8 +5,8 @@
 first), and which client-objective transforms run. :func:`build_program` adds the
 transforms every program shares, in the fixed order
 
-    optimizer step -> client objective -> pruning step -> personalization -> server
-    evaluation -> accounting
+    optimizer step -> client objective -> pruning step -> compression (FedCompress:
+    adaptive k, distillation) -> personalization -> server evaluation -> accounting
 
 | preset        | aggregator                              | optimizer (lr) | clients told        |
 |---------------|-----------------------------------------|----------------|---------------------|
@@ -21,6 +21,8 @@ transforms every program shares, in the fixed order
 | dp_fedavg     | FixedDenominatorMean(DPSum) (central)   | SGD (1.0)      | clip_norm           |
 |               | or (DistributedDPSum) (distributed)     |                | clip_norm, noise    |
 | q_ffl         | QFair(WeightedMean, q, L = 1 / lr)      | SGD (1.0)      | report initial_loss |
+| fedcompress   | WeightedMean + AdaptiveClusters,        | SGD (1.0)      | clusters, summary   |
+|               | Distillation transforms                 |                |                     |
 
 With ``[secagg] enabled`` the round runs secure aggregation's four phases
 (:mod:`fedserver.secure_aggregation`) and the value sum is a ``SecureSum``:
@@ -53,8 +55,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fedcore.distillation import DistillConfig
 from fedcore.model_codec import Encoding
+from fedcore.models import build_model
 from fedcore.secure_noise import SecureGaussian
+from fedcore.unlabeled import load_unlabeled
 from fedserver.aggregators.adaptive_clip import AdaptiveClip
 from fedserver.aggregators.base import Aggregator
 from fedserver.aggregators.buffered import buffer_bytes
@@ -69,12 +74,16 @@ from fedserver.aggregators.secure_sum import MAX_EXACT_RING_BITS, SecureSum
 from fedserver.aggregators.staleness import StalenessWeighted
 from fedserver.aggregators.trimmed_mean import TrimmedMean
 from fedserver.aggregators.weighting import Weighting
+from fedserver.cluster_schedule import ClusterSchedule, PlateauRule
+from fedserver.config import FedCompressConfig
 from fedserver.privacy.accountant import PrivacyAccountant
 from fedserver.round_program import RoundProgram
 from fedserver.secure_aggregation import SecAggProtocol, encoding_for, threshold_count
 from fedserver.server_optimizers import ServerAdam, ServerOptimizer, ServerSGD, ServerYogi
+from fedserver.transforms.adaptive_clusters import AdaptiveClusters
 from fedserver.transforms.base import ModelTransform
 from fedserver.transforms.client_objective import InitialLossReport, ProximalObjective
+from fedserver.transforms.distillation import Distillation
 from fedserver.transforms.evaluation_step import EvaluationStep, Evaluator
 from fedserver.transforms.optimizer_step import OptimizerStep
 from fedserver.transforms.personalization import Personalization
@@ -211,6 +220,63 @@ def _initial_loss(s: StrategyConfig) -> tuple[ModelTransform, ...]:
     return (InitialLossReport(),)
 
 
+def fedcompress_transforms(config: ServerConfig) -> tuple[ModelTransform, ...]:
+    """Adaptive k, then (unless ``fedcompress.distill = false``) distillation; both share
+    one :class:`ClusterSchedule`, so the student is clustered at the k clients use next."""
+    f = config.fedcompress
+    schedule = ClusterSchedule(PlateauRule(
+        k_min=f.clusters_min, k_max=f.clusters_max, step=f.cluster_step, window=f.window,
+        patience=f.patience, warmup_rounds=f.warmup_rounds, limit=f.limit,
+        base=f.threshold_base))
+    shape = model_shape(config.training.model)
+    dim = f.representation_dim if 0 < f.representation_dim < shape.embedding else \
+        shape.embedding
+    out: list[ModelTransform] = [AdaptiveClusters(
+        schedule, representation_dim=dim, cluster_epochs=f.cluster_epochs,
+        centroid_learning_rate=f.centroid_learning_rate, seed=f.seed)]
+    if f.distill:
+        inputs = distillation_inputs(config)
+        out.append(Distillation(
+            schedule, build=lambda: build_model(config.training.model, seed=0), inputs=inputs,
+            config=DistillConfig(epochs=f.distill_epochs, batch_size=f.distill_batch_size,
+                                 learning_rate=f.distill_learning_rate,
+                                 temperature=f.temperature, seed=f.seed),
+            source=f.distill_data, centroid_learning_rate=f.centroid_learning_rate))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    features: int  # input width of the first nn.Linear (0: the model starts otherwise)
+    embedding: int  # input width of the last nn.Linear (the representation summarised)
+
+
+@lru_cache(maxsize=16)
+def model_shape(name: str) -> ModelShape:
+    from torch import nn
+
+    linears = [m for m in build_model(name, seed=0).modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"training.model: FedCompress needs a model with an nn.Linear "
+                         f"head, {name!r} has none")
+    return ModelShape(features=int(linears[0].in_features),
+                      embedding=int(linears[-1].in_features))
+
+
+def distillation_inputs(config: ServerConfig) -> np.ndarray:
+    """The unlabeled set; one line naming ``fedcompress.distill_data`` when unusable."""
+    f = config.fedcompress
+    try:
+        return load_unlabeled(f.distill_data, features=model_shape(config.training.model).features,
+                              examples=f.distill_examples, seed=f.seed)
+    except ValueError as exc:
+        raise ValueError(f"fedcompress.distill_data: {exc}") from None
+
+
+def _no_compression(config: ServerConfig) -> tuple[ModelTransform, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Preset:
     optimizer: Callable[[StrategyConfig], ServerOptimizer]
@@ -218,6 +284,8 @@ class Preset:
     client_objective: Callable[[StrategyConfig], tuple[ModelTransform, ...]] = \
         _no_client_objective
     accounting: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_accounting
+    # model compression after the pruning step (FedCompress)
+    compression: Callable[[ServerConfig], tuple[ModelTransform, ...]] = _no_compression
 
 
 PRESETS: Mapping[str, Preset] = {
@@ -231,6 +299,7 @@ PRESETS: Mapping[str, Preset] = {
     "robust_krum": Preset(_sgd, aggregator=_krum),
     "dp_fedavg": Preset(_sgd, aggregator=_dp_mean, accounting=_accounting),
     "q_ffl": Preset(_sgd, aggregator=_q_fair_mean, client_objective=_initial_loss),
+    "fedcompress": Preset(_sgd, compression=fedcompress_transforms),
 }
 
 
@@ -285,6 +354,15 @@ def _schedule_aggregator(config: ServerConfig, inner: Aggregator) -> Aggregator:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule(("fedcompress", "aggregation.preset"),
+         lambda c: c.aggregation.preset != "fedcompress"
+         and c.fedcompress != FedCompressConfig(),
+         "the [fedcompress] keys are read only by aggregation.preset = 'fedcompress'"),
+    Rule(("fedcompress.cluster_epochs", "training.local_epochs"),
+         lambda c: c.aggregation.preset == "fedcompress"
+         and c.fedcompress.cluster_epochs > c.training.local_epochs,
+         "the clustered epochs are the last of the local epochs: need cluster_epochs <= "
+         "local_epochs"),
     Rule(("aggregation.preset", "strategy.proximal_mu"),
          lambda c: c.aggregation.preset == "fedprox" and c.strategy.proximal_mu == 0,
          "fedprox needs proximal_mu > 0 (with 0 it is fedavg)"),
@@ -355,6 +433,15 @@ RULES: tuple[Rule, ...] = (
          lambda c: c.aggregation.preset == "robust_krum"
          and c.round.clients_per_round <= 2 * c.aggregation.krum.f + 2,
          "Krum tolerates f adversarial clients only among n > 2f + 2 updates"),
+    Rule(("aggregation.preset", "wire.downlink_delta"),
+         lambda c: c.aggregation.preset == "fedcompress" and c.wire.downlink_delta,
+         "FedCompress clients send clustered weights, which the coordinator turns into a "
+         "delta against the exact model it broadcast; model deltas on the downlink would "
+         "leave clients on a reconstruction of it: set wire.downlink_delta = false"),
+    Rule(("aggregation.preset", "personalization.personal_layers"),
+         lambda c: c.aggregation.preset == "fedcompress" and bool(c.personalization.personal_layers),
+         "FedCompress sends the clustered weights themselves, which would carry the personal "
+         "layers off the client"),
     Rule(("personalization.finetune_epochs", "round.federated_eval_every"),
          lambda c: c.personalization.finetune_epochs > 0 and c.round.federated_eval_every == 0,
          "fine-tuned models exist only in federated evaluation: set federated_eval_every > 0"),
@@ -384,6 +471,9 @@ def build_program(config: ServerConfig, *, initial: Mapping[str, np.ndarray],
     controller = build_controller(config.pruning, initial)
     if controller is not None:
         transforms.append(PruningStep(controller))
+    # after pruning: the mask is scored on the (unclustered) aggregate -- magnitudes of a
+    # clustered model tie by whole clusters -- and the student is distilled under it
+    transforms += preset.compression(config)
     if config.personalization.enabled:
         transforms.append(Personalization(
             personal_layers=config.personalization.personal_layers,

@@ -137,9 +137,12 @@ class RoundRunner:
     def decode(self, open_round: OpenRound, ticket: PushTicket,
                payload: bytes | memoryview) -> DecodedUpdate:
         encoding = open_round.instructions.encoding  # binding (fedserver.uplink_codec)
-        update = decode_update(ticket, payload, shapes=self.shapes,
-                               score_shapes=open_round.side_shapes.get("scores", {}),
-                               check_codec=lambda msg: check_update_codec(msg.delta, encoding))
+        update = decode_update(
+            ticket, payload, shapes=self.shapes,
+            score_shapes=open_round.side_shapes.get("scores", {}),
+            check_codec=lambda msg: check_update_codec(
+                msg.delta, encoding, absolute=frozenset(msg.absolute_tensors)),
+            base=self.model.params)
         check_applicable(update.delta, self.model.params)
         return update
 
@@ -150,7 +153,9 @@ class RoundRunner:
         self.fix_weight_cap(open_round, 0.0)  # nothing declared: no cap
         assert open_round.weight_cap is not None
         weight = self.program.weighting.weight(claimed_examples, cap=open_round.weight_cap)
-        extras = {"scores": update.scores} if update.scores is not None else {}
+        extras = {key: value for key, value in (("scores", update.scores),
+                                                 ("representation", update.representation))
+                  if value is not None}
         missing = set(open_round.sides) - set(extras)
         if missing:
             raise InvalidUpdate(f"this round needs the update's {sorted(missing)} tensors")

@@ -64,4 +64,9 @@ class TaskFactory:
             compute_scores=instr.compute_scores, score_kind=instr.score_kind,
             score_granularity=instr.score_granularity, clip_norm=instr.clip_norm,
             noise_stddev=instr.client_noise_stddev, personal_layers=instr.personal_layers,
-            report_initial_loss=instr.report_initial_loss, client_training=instr.client_training)
+            report_initial_loss=instr.report_initial_loss, client_training=instr.client_training,
+            clusters=instr.clusters, cluster_epochs=instr.cluster_epochs,
+            centroid_learning_rate=instr.centroid_learning_rate,
+            report_representation=instr.report_representation,
+            representation_dim=instr.representation_dim,
+            representation_seed=instr.representation_seed)

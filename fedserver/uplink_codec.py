@@ -14,7 +14,9 @@ CLUSTERED      ``clustered`` with at most ``Encoding.clusters`` centroids (k <= 
 =============  =====================================================
 
 zstd framing stays the encoder's choice (permitted, never required). Importance scores
-(``UpdatePayload.scores``) are not covered: they have their own fixed encoding.
+(``UpdatePayload.scores``) are not covered: they have their own fixed encoding, and neither
+are FedCompress's clustered weights (``UpdatePayload.absolute_tensors``), which
+:func:`fedserver.updates.check_absolute` holds to the task's cluster count.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ def _kind(values: tpb.Values) -> str:
     return kind or "no values"
 
 
-def check_update_codec(delta: tpb.Model, encoding: Encoding) -> None:
-    """Raise InvalidUpdate naming the first tensor whose values break ``encoding``."""
+def check_update_codec(delta: tpb.Model, encoding: Encoding, *,
+                       absolute: frozenset[str] = frozenset()) -> None:
+    """Raise InvalidUpdate naming the first tensor (not in ``absolute``) whose values break
+    ``encoding``."""
     want = encoding.values
     for tensor in delta.tensors:
+        if tensor.name in absolute:
+            continue
         values = tensor.values
         got = _kind(values)
         if want == "clustered":

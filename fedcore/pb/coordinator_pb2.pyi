@@ -93,7 +93,7 @@ class Encoding(_message.Message):
     def __init__(self, values: _Optional[_Union[ValueCodec, str]] = ..., clusters: _Optional[int] = ..., zstd: _Optional[bool] = ...) -> None: ...
 
 class TrainInstructions(_message.Message):
-    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev", "personal_layers", "report_initial_loss", "client_training")
+    __slots__ = ("local_epochs", "batch_size", "learning_rate", "momentum", "weight_decay", "proximal_mu", "compute_scores", "score_kind", "score_granularity", "clip_norm", "noise_stddev", "personal_layers", "report_initial_loss", "client_training", "clusters", "cluster_epochs", "centroid_learning_rate", "report_representation", "representation_dim", "representation_seed")
     class ScoreGranularityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,12 @@ class TrainInstructions(_message.Message):
     PERSONAL_LAYERS_FIELD_NUMBER: _ClassVar[int]
     REPORT_INITIAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TRAINING_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    CENTROID_LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    REPORT_REPRESENTATION_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATION_DIM_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATION_SEED_FIELD_NUMBER: _ClassVar[int]
     local_epochs: int
     batch_size: int
     learning_rate: float
@@ -129,7 +135,13 @@ class TrainInstructions(_message.Message):
     personal_layers: _containers.RepeatedScalarFieldContainer[str]
     report_initial_loss: bool
     client_training: str
-    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ..., personal_layers: _Optional[_Iterable[str]] = ..., report_initial_loss: _Optional[bool] = ..., client_training: _Optional[str] = ...) -> None: ...
+    clusters: int
+    cluster_epochs: int
+    centroid_learning_rate: float
+    report_representation: bool
+    representation_dim: int
+    representation_seed: int
+    def __init__(self, local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., weight_decay: _Optional[float] = ..., proximal_mu: _Optional[float] = ..., compute_scores: _Optional[bool] = ..., score_kind: _Optional[str] = ..., score_granularity: _Optional[_Mapping[str, str]] = ..., clip_norm: _Optional[float] = ..., noise_stddev: _Optional[float] = ..., personal_layers: _Optional[_Iterable[str]] = ..., report_initial_loss: _Optional[bool] = ..., client_training: _Optional[str] = ..., clusters: _Optional[int] = ..., cluster_epochs: _Optional[int] = ..., centroid_learning_rate: _Optional[float] = ..., report_representation: _Optional[bool] = ..., representation_dim: _Optional[int] = ..., representation_seed: _Optional[int] = ...) -> None: ...
 
 class EvaluateInstructions(_message.Message):
     __slots__ = ("batch_size", "finetune_epochs", "personal_layers")
@@ -293,12 +305,16 @@ class UpdateHeader(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., round: _Optional[int] = ..., model_version: _Optional[int] = ..., mask_id: _Optional[str] = ..., num_examples: _Optional[int] = ..., stream: _Optional[_Union[StreamHeader, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class UpdatePayload(_message.Message):
-    __slots__ = ("delta", "scores")
+    __slots__ = ("delta", "scores", "absolute_tensors", "representation")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
+    ABSOLUTE_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    REPRESENTATION_FIELD_NUMBER: _ClassVar[int]
     delta: _tensor_pb2.Model
     scores: _tensor_pb2.Model
-    def __init__(self, delta: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ...) -> None: ...
+    absolute_tensors: _containers.RepeatedScalarFieldContainer[str]
+    representation: _tensor_pb2.Model
+    def __init__(self, delta: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., scores: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ..., absolute_tensors: _Optional[_Iterable[str]] = ..., representation: _Optional[_Union[_tensor_pb2.Model, _Mapping]] = ...) -> None: ...
 
 class UpdateChunk(_message.Message):
     __slots__ = ("header", "data")
