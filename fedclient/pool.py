@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from pathlib import Path
 
 import grpc
 
@@ -29,6 +30,7 @@ from fedclient.channel import open_channel
 from fedclient.config import ClientConfig, PoolConfig
 from fedclient.daemon import ClientDaemon
 from fedclient.local_work import LocalWorker
+from fedclient.personal_layers import PersonalLayers
 from fedcore.datasets import load_client_data
 
 log = logging.getLogger("fedclient.pool")
@@ -40,10 +42,12 @@ def virtual_client_configs(config: PoolConfig) -> list[ClientConfig]:
     out = []
     for p in config.partitions:
         cid = f"{config.id_prefix}{p}"
+        personal = (str(Path(base.personal_state).with_name(f"{cid}.personal.npz"))
+                    if base.personal_state else "")  # one file per virtual client
         out.append(dataclasses.replace(
             base, client_id=cid, token=config.tokens.get(cid, base.token),
             data=dataclasses.replace(base.data, partition=p),
-            slowdown=config.slowdown if p in slow else base.slowdown))
+            slowdown=config.slowdown if p in slow else base.slowdown, personal_state=personal))
     return out
 
 
@@ -60,7 +64,9 @@ class ClientPool:
             for _ in range(0, len(configs), per)]
         self.daemons = [
             ClientDaemon(cfg, LocalWorker(load_client_data(cfg.data), seed=cfg.seed,
-                                          allowed_models=cfg.allowed_models, attack=cfg.attack),
+                                          allowed_models=cfg.allowed_models, attack=cfg.attack,
+                                          personal=PersonalLayers(
+                                              path=cfg.personal_state or None)),
                          channel=self._channels[i // per], log_prefix=f"{cfg.client_id}: ")
             for i, cfg in enumerate(configs)]
         self._codes: list[int] = [0] * len(self.daemons)

@@ -173,9 +173,7 @@ def pool_configs(spec: SimulationSpec, port: int, token: str) -> list[PoolConfig
         part = range(start, min(start + per, spec.clients))
         # the attack is per pool: keep honest and adversarial clients in separate pools
         for group in _split_by(part, lambda i: configs[i].client_id in adversarial):
-            # a pool's virtual clients keep personal layers in memory (one file names one client)
-            template = dataclasses.replace(configs[group[0]], client_id=f"pool-{group[0]}",
-                                           personal_state="")
+            template = dataclasses.replace(configs[group[0]], client_id=f"pool-{group[0]}")
             pools.append(PoolConfig(
                 client=template, partitions=tuple(group),
                 slow_partitions=tuple(i for i in group if configs[i].slowdown > 1),
