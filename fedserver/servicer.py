@@ -1,4 +1,5 @@
-"""The thin gRPC servicer: authenticate, count bytes, translate, call the coordinator.
+"""The thin gRPC servicer (grpc.aio): authenticate, count bytes, translate, call the
+coordinator.
 
 Every handler runs inside :func:`fedserver.status.abort_on_error`, so domain errors become
 precise status codes in one place. Bytes are counted from the serialized size of every
@@ -8,7 +9,10 @@ only once that task was validated (a client cannot inflate the tally of a round 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -23,37 +27,48 @@ from fedserver.status import abort_on_error
 from fedserver.tasks import TaskFactory
 from fedserver.updates import InvalidUpdate
 
+T = TypeVar("T")
+
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    """Handlers are coroutines on the server's event loop (:mod:`fedserver.server`): a
+    waiting call costs no thread. Work that can take long — a coordinator call that takes
+    its lock, decoding and folding an update, encoding the model — runs on ``executor``
+    (a few threads), so the loop keeps serving while it happens."""
+
     def __init__(self, coordinator: Coordinator, authenticator: Authenticator,
-                 tasks: TaskFactory, *, max_payload_bytes: int) -> None:
+                 tasks: TaskFactory, *, max_payload_bytes: int, executor: Executor) -> None:
         self._coord = coordinator
         self._auth = authenticator
         self._tasks = tasks
         self._max_payload = max_payload_bytes
+        self._executor = executor
 
-    def _client(self, context: grpc.ServicerContext) -> str:
-        return self._auth.authenticate(dict(context.invocation_metadata()),
+    def _client(self, context: grpc.aio.ServicerContext) -> str:
+        return self._auth.authenticate(dict(context.invocation_metadata() or ()),
                                        peer=context.auth_context())
 
-    def Round(self, request: cpb.RoundRequest, context: grpc.ServicerContext) -> cpb.Task:
-        with abort_on_error(context):
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def Round(self, request: cpb.RoundRequest,
+                    context: grpc.aio.ServicerContext) -> cpb.Task:
+        async with abort_on_error(context):
             client = self._client(context)
-            context.add_callback(self._coord.wake)
-            decision, instructions = self._coord.check_in(
-                client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000,
-                is_active=context.is_active)
+            decision, instructions = await self._coord.check_in(
+                client, num_examples=request.num_examples, max_wait_s=request.max_wait_ms / 1000)
             task = self._tasks.build(decision, instructions)
             rnd = decision.round if isinstance(decision, Assignment) else self._coord.current_round()
             self._coord.add_bytes(rnd, up=request.ByteSize(), down=task.ByteSize())
             return task
         raise AssertionError("unreachable")  # abort raises
 
-    def PullModel(self, request: cpb.PullModelRequest,
-                  context: grpc.ServicerContext) -> Iterator[cpb.ModelChunk]:
-        with abort_on_error(context):
+    async def PullModel(self, request: cpb.PullModelRequest,
+                        context: grpc.aio.ServicerContext) -> AsyncIterator[cpb.ModelChunk]:
+        async with abort_on_error(context):
             client = self._client(context)
-            payload, rnd = self._coord.model_payload(client, request.task_id, request.held_mask_id)
+            payload, rnd = await self._off_loop(self._coord.model_payload, client,
+                                                request.task_id, request.held_mask_id)
         header = cpb.ModelChunk(header=make_header(payload))
         self._coord.add_bytes(rnd, up=request.ByteSize(), down=header.ByteSize())
         yield header
@@ -62,46 +77,51 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             self._coord.add_bytes(rnd, down=chunk.ByteSize())
             yield chunk
 
-    def PushUpdate(self, request_iterator: Iterator[cpb.UpdateChunk],
-                   context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context):
+    async def PushUpdate(self, request_iterator: AsyncIterator[cpb.UpdateChunk],
+                         context: grpc.aio.ServicerContext) -> cpb.PushAck:
+        async with abort_on_error(context):
             client = self._client(context)
-            first = next(request_iterator, None)
+            chunks = aiter(request_iterator)
+            first = await anext(chunks, None)
             if first is None or first.WhichOneof("part") != "header":
                 raise StreamError("the first UpdateChunk must carry the header")
             header = first.header
             _check_metrics(header.metrics)
-            ticket = self._coord.begin_push(client, header)  # validates the task first
+            ticket = await self._off_loop(self._coord.begin_push, client, header)
             self._coord.add_bytes(header.round, up=first.ByteSize())
             if ticket is None:
                 return cpb.PushAck(accepted=True, duplicate=True, round=header.round)
             assembler = PayloadAssembler(header.stream, max_bytes=self._max_payload)
-            for chunk in request_iterator:
+            async for chunk in chunks:
                 if chunk.WhichOneof("part") != "data":
                     raise StreamError("only the first UpdateChunk may carry a header")
                 self._coord.add_bytes(header.round, up=chunk.ByteSize())
                 assembler.add(chunk.data)
-            update = self._coord.decode_update(ticket, assembler.finish())
-            new = self._coord.commit_push(ticket, update, dict(header.metrics))
+            payload = assembler.finish()
+            update = await self._off_loop(self._coord.decode_update, ticket, payload)
+            new = await self._off_loop(self._coord.commit_push, ticket, update,
+                                       dict(header.metrics))
             ack = cpb.PushAck(accepted=True, duplicate=not new, round=ticket.round)
             self._coord.add_bytes(header.round, down=ack.ByteSize())
             return ack
         raise AssertionError("unreachable")
 
-    def ReportEvaluation(self, request: cpb.EvaluationReport,
-                         context: grpc.ServicerContext) -> cpb.PushAck:
-        with abort_on_error(context):
+    async def ReportEvaluation(self, request: cpb.EvaluationReport,
+                               context: grpc.aio.ServicerContext) -> cpb.PushAck:
+        async with abort_on_error(context):
             client = self._client(context)
-            new = self._coord.report_evaluation(client, request)  # validates the task first
+            # validates the task first
+            new = await self._off_loop(self._coord.report_evaluation, client, request)
             self._coord.add_bytes(request.round, up=request.ByteSize())
             return cpb.PushAck(accepted=True, duplicate=not new, round=request.round)
         raise AssertionError("unreachable")
 
-
-    def Step(self, request: cpb.StepRequest, context: grpc.ServicerContext) -> cpb.StepAck:
-        with abort_on_error(context):
+    async def Step(self, request: cpb.StepRequest,
+                   context: grpc.aio.ServicerContext) -> cpb.StepAck:
+        async with abort_on_error(context):
             client = self._client(context)
-            new = self._coord.protocol_step(client, request)  # validates the task first
+            # validates the task first
+            new = await self._off_loop(self._coord.protocol_step, client, request)
             self._coord.add_bytes(request.round, up=request.ByteSize())
             return cpb.StepAck(accepted=True, duplicate=not new, round=request.round)
         raise AssertionError("unreachable")

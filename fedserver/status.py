@@ -1,7 +1,7 @@
 """Domain errors -> gRPC status codes, in one table.
 
 The servicer never picks a status code inline: it runs each handler inside
-:func:`abort_on_error`, which maps the exception type (and, for round rejections, the
+``async with abort_on_error(context)``, which maps the exception type (and, for round rejections, the
 reason) to the precise status the protocol documents. A round rejection also names its
 reason in trailing metadata (:mod:`fedcore.rejections`), so a client can tell a refusal
 that is final (late) from a transient failure with the same code. Details are clipped
@@ -11,8 +11,8 @@ unbounded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 
@@ -62,8 +62,8 @@ def status_for(exc: Exception) -> grpc.StatusCode | None:
     return None
 
 
-@contextmanager
-def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
+@asynccontextmanager
+async def abort_on_error(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
     """Translate known domain errors into ``context.abort`` with their status code."""
     try:
         yield
@@ -73,4 +73,4 @@ def abort_on_error(context: grpc.ServicerContext) -> Iterator[None]:
             raise
         if isinstance(exc, Rejection):
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason.name.lower()),))
-        context.abort(code, clip(str(exc), DETAILS_LIMIT))
+        await context.abort(code, clip(str(exc), DETAILS_LIMIT))
