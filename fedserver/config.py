@@ -42,6 +42,8 @@ class NetworkConfig:
     # client-streaming / bidi calls (PushUpdate, reflection) reading at once; more wait
     # up to stream_idle_s for a slot, then RESOURCE_EXHAUSTED. Bounds pushes in memory.
     max_open_streams: int = 256
+    # PullModel streams sending at once (each holds about one chunk); more wait their turn
+    max_open_downloads: int = 256
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
@@ -53,8 +55,8 @@ class NetworkConfig:
         _check(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
         _check(self.long_poll_s > 0, "long_poll_s", "must be > 0")
         _check(self.stream_idle_s > 0, "stream_idle_s", "must be > 0")
-        _check(1 <= self.max_open_streams <= self.max_concurrent_rpcs, "max_open_streams",
-               "must be in 1..max_concurrent_rpcs")
+        _check(self.max_open_streams >= 1, "max_open_streams", "must be >= 1")
+        _check(self.max_open_downloads >= 1, "max_open_downloads", "must be >= 1")
 
     @property
     def open_streams_limit(self) -> int:

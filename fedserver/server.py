@@ -159,7 +159,8 @@ async def _build_server(config: ServerConfig, coordinator: Coordinator,
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(
         CoordinatorServicer(coordinator, Authenticator(config.auth), tasks,
-                            max_payload_bytes=net.max_payload_bytes, executor=executor), server)
+                            max_payload_bytes=net.max_payload_bytes, executor=executor,
+                            max_downloads=net.max_open_downloads), server)
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if net.reflection:

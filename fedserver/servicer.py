@@ -37,12 +37,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     (a few threads), so the loop keeps serving while it happens."""
 
     def __init__(self, coordinator: Coordinator, authenticator: Authenticator,
-                 tasks: TaskFactory, *, max_payload_bytes: int, executor: Executor) -> None:
+                 tasks: TaskFactory, *, max_payload_bytes: int, executor: Executor,
+                 max_downloads: int) -> None:
+        """``max_downloads``: model downloads streaming at once; each holds about one chunk
+        in flight, so a burst of C pulls costs ``max_downloads`` chunks, not C (the rest
+        wait their turn as coroutines)."""
         self._coord = coordinator
         self._auth = authenticator
         self._tasks = tasks
         self._max_payload = max_payload_bytes
         self._executor = executor
+        self._downloads = asyncio.Semaphore(max_downloads)
 
     def _client(self, context: grpc.aio.ServicerContext) -> str:
         return self._auth.authenticate(dict(context.invocation_metadata() or ()),
@@ -69,13 +74,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             client = self._client(context)
             payload, rnd = await self._off_loop(self._coord.model_payload, client,
                                                 request.task_id, request.held_mask_id)
-        header = cpb.ModelChunk(header=make_header(payload))
-        self._coord.add_bytes(rnd, up=request.ByteSize(), down=header.ByteSize())
-        yield header
-        for data in split_payload(payload):
-            chunk = cpb.ModelChunk(data=data)
-            self._coord.add_bytes(rnd, down=chunk.ByteSize())
-            yield chunk
+        async with self._downloads:
+            header = cpb.ModelChunk(header=make_header(payload))
+            self._coord.add_bytes(rnd, up=request.ByteSize(), down=header.ByteSize())
+            yield header
+            for data in split_payload(payload):
+                chunk = cpb.ModelChunk(data=data)
+                self._coord.add_bytes(rnd, down=chunk.ByteSize())
+                yield chunk
 
     async def PushUpdate(self, request_iterator: AsyncIterator[cpb.UpdateChunk],
                          context: grpc.aio.ServicerContext) -> cpb.PushAck:

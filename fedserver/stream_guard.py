@@ -115,7 +115,7 @@ class StreamLimiter(grpc.aio.ServerInterceptor):
     def __init__(self, *, limit: int, idle_s: float, on_reject: OnReject) -> None:
         self._limit = limit
         self._idle_s = idle_s
-        self._slots: asyncio.Semaphore | None = None  # made on the server's loop
+        self._slots = asyncio.Semaphore(limit)  # binds to the loop of its first wait
         self._log = RejectionLog(what=f"no stream slot within {idle_s:g} s (more than "
                                       f"network.max_open_streams = {limit} streams open)",
                                  on_reject=on_reject)
@@ -128,8 +128,6 @@ class StreamLimiter(grpc.aio.ServerInterceptor):
         method = details.method
 
         async def admit(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            if self._slots is None:
-                self._slots = asyncio.Semaphore(self._limit)
             slots = self._slots
             try:
                 await asyncio.wait_for(slots.acquire(), self._idle_s)
