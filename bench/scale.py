@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -88,7 +87,7 @@ class Coord:
         path = work / "server.toml"
         path.write_text(config_io.to_toml(config))
         (self.state / "endpoint.json").unlink(missing_ok=True)
-        self.log = open(work / "server.log", "ab")  # noqa: SIM115
+        self.log = open(work / "server.log", "ab")
         self.proc = subprocess.Popen(
             ["nice", "-n", str(nice), sys.executable, "-m", "fedserver", "--config", str(path)],
             stdout=self.log, stderr=subprocess.STDOUT,
