@@ -231,6 +231,13 @@ def run_cell(clients: int, update: str, args: argparse.Namespace) -> dict[str, A
     config = coordinator_config(state, update, clients, rnd, args.set)
     with CoordinatorMemory() as memory:
         coord = Coord(config, work, nice=args.nice)
+        spy = None
+        if args.profile:  # py-spy: where the coordinator's CPU goes (collapsed stacks)
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
+                                    "--pid", str(coord.proc.pid), "--format", "raw",
+                                    "--rate", "50", "--nonblocking", "--output",
+                                    str(args.profile / f"{update}-{clients}.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             started = time.time()
             drivers = run_drivers(int(coord.endpoint["port"]), clients, args.drivers, work, "c",
@@ -239,6 +246,9 @@ def run_cell(clients: int, update: str, args: argparse.Namespace) -> dict[str, A
             cpu = coord.cpu() - coord.cpu_ready
             server_counts = coord.metrics()
         finally:
+            if spy is not None:
+                spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
+                spy.wait(60)
             coord.stop()
     costs = fold_costs(config, update)
     timings = record["timings"]
@@ -306,10 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients-per-channel", type=int, default=25)
     ap.add_argument("--nice", type=int, default=0, help="niceness of the coordinator")
     ap.add_argument("--set", action="append", default=[], help="extra coordinator key=value")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="folder for py-spy profiles of the coordinator (raw collapsed stacks)")
     ap.add_argument("--keep", action="store_true", help="keep each cell's state and logs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "scale.json")
     args = ap.parse_args(argv)
     print(f"machine: {machine()}", flush=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     cells = []
     for clients in args.clients:
         for update in args.updates:

@@ -33,7 +33,9 @@ from fedcore.pb import coordinator_pb2_grpc
 from fedcore.streaming import PayloadAssembler, make_header, split_payload
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
-                   ("grpc.max_send_message_length", 64 << 20)]
+                   ("grpc.max_send_message_length", 64 << 20),
+                   # one TCP connection per channel (grpc would share one per process)
+                   ("grpc.use_local_subchannel_pool", 1)]
 
 
 @dataclass
@@ -41,6 +43,7 @@ class DriverStats:
     calls: Counter[str] = field(default_factory=Counter)  # "Method CODE" -> count
     latencies: dict[str, list[float]] = field(default_factory=dict)
     done: int = 0  # clients whose push was accepted
+    ok: int = 0  # calls answered OK
 
     def record(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.calls[f"{method} {code.name}"] += 1
@@ -96,8 +99,11 @@ class LightClient:
             result = await call  # type: ignore[misc]
         except grpc.RpcError as exc:
             self._stats.record(method, exc.code(), time.perf_counter() - start)
+            if sum(self._stats.calls.values()) - self._stats.ok < 5:  # the first few, in full
+                print(f"{self._id} {method}: {exc.code().name} {exc.details()}", file=sys.stderr)
             raise
         self._stats.record(method, grpc.StatusCode.OK, time.perf_counter() - start)
+        self._stats.ok += 1
         return result
 
     async def run_one_round(self, *, max_wait_ms: int = 20_000) -> bool:

@@ -43,7 +43,7 @@ class NetworkConfig:
     # up to stream_idle_s for a slot, then RESOURCE_EXHAUSTED. Bounds pushes in memory.
     max_open_streams: int = 256
     # PullModel streams sending at once (each holds about one chunk); more wait their turn
-    max_open_downloads: int = 256
+    max_open_downloads: int = 32
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")

@@ -78,6 +78,12 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.so_reuseport", 0),
+        # gRPC core randomly CANCELs calls queued before the application picks them up
+        # once more than 1,000 wait (all beyond 3,000): a burst of thousands of check-ins
+        # lost 5-20% of its calls that way, unlogged. Admission is CallLimiter's job,
+        # which counts and logs what it refuses, so core queues up to the same limit.
+        ("grpc.server.max_pending_requests", net.max_concurrent_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", net.max_concurrent_rpcs),
     ]
 
 
