@@ -27,7 +27,7 @@ class NetworkConfig:
     # threads doing CPU work off the event loop (decode/fold updates, encode the model,
     # store writes); waiting calls take none
     max_workers: int = 4
-    # calls open at once, waiting long-polls included (~10 KB each); more are refused with
+    # calls open at once, waiting long-polls included (~45 KB each); more are refused with
     # RESOURCE_EXHAUSTED, counted in fedprune_rejected_calls and logged
     max_concurrent_rpcs: int = 16384
     max_message_bytes: int = 4 << 20  # per gRPC message; payloads stream in 1 MiB chunks

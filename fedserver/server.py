@@ -84,6 +84,8 @@ def _grpc_options(config: ServerConfig) -> list[tuple[str, int]]:
         # which counts and logs what it refuses, so core queues up to the same limit.
         ("grpc.server.max_pending_requests", net.max_concurrent_rpcs),
         ("grpc.server.max_pending_requests_hard_limit", net.max_concurrent_rpcs),
+        # and core CANCELs a call left unrequested 30 s (a burst of 10,000 pulls); 300 s
+        ("grpc.server_max_unrequested_time_in_server", 300),
     ]
 
 

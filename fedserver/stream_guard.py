@@ -7,7 +7,7 @@ refusal is counted (``fedprune_rejected_calls{method,code}``) and logged (the fi
 then a summary at most every ``LOG_EVERY_S``). Invariants:
 
 - :class:`CallLimiter` admits at most ``limit`` calls of any kind at once (a waiting
-  long-poll counts; it holds about 10 KB, see docs/benchmarks.md); more are refused at
+  long-poll counts; a client in a round holds about 45 KB, docs/benchmarks.md W3); refused at
   once with RESOURCE_EXHAUSTED;
 - :class:`StreamLimiter` lets at most ``limit`` client-streaming or bidi calls read their
   requests at once (what a push buffers is bounded by ``limit`` x the payload cap); a
