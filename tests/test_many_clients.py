@@ -92,3 +92,19 @@ def test_calls_past_the_limit_are_refused_counted_and_logged(
             {"method": "/fedprune.v1.Coordinator/Round", "code": "RESOURCE_EXHAUSTED"})
         assert sample == refused
     assert any("max_concurrent_rpcs = 16" in r.getMessage() for r in caplog.records)
+
+
+def test_uniform_population_selection_over_grpc(tmp_path: Path) -> None:
+    """30 clients register; the draw takes 10 of the population (not the first 10 to
+    wait), those train, and the other 20 are told SHUTDOWN when the run ends."""
+    config = server_config(tmp_path / "state", "evaluation.test_set=", "round.rounds=1",
+                           "round.clients_per_round=10", "round.min_clients=10",
+                           "round.selection=uniform", "round.population=30",
+                           "round.selection_timeout_s=60", "round.deadline_s=60")
+    with running_server(config) as server:
+        stats = asyncio.run(drive(f"127.0.0.1:{server.port}", [f"c{i}" for i in range(30)],
+                                  token=TOKEN, call_timeout_s=60))
+        record = server.coordinator.store.rounds()[0]
+    assert stats.done == 10 and record.status == "completed" and record.selected == 10
+    assert stats.calls["PushUpdate OK"] == 10 and stats.calls["Round OK"] >= 30
+    assert set(record.clients) <= {f"c{i}" for i in range(30)}
