@@ -10,7 +10,10 @@ The server is grpc's asyncio server on one event loop in its own thread
 all — costs a coroutine and its buffers, not a thread, so one coordinator holds thousands
 of clients. ``network.max_workers`` threads do the CPU work off the loop (decoding and
 folding updates, encoding the model, store writes under the coordinator's lock).
-Admission limits (:mod:`fedserver.stream_guard`) count and log every refusal.
+Admission limits (:mod:`fedserver.stream_guard`) count and log every refusal. Memory:
+the model, the transfers in flight (bounded by ``max_open_streams`` and
+``max_open_downloads``) and about 45 KB per client in a round, nearly all of it gRPC's
+per-call state (measured: docs/benchmarks.md, W3).
 """
 
 from __future__ import annotations
