@@ -74,24 +74,17 @@ class SimulationSpec:
     sim: SimulateConfig = field(default_factory=SimulateConfig)
 
 
-SPARE_WORKERS = 16  # gRPC threads beyond one per client: pushes, pulls, health
 
 
 def server_config_for(spec_clients: int, base: ServerConfig, out: Path,
                       host: str = "127.0.0.1") -> ServerConfig:
-    """The user's config with what a local simulation must own: state dir, port, cohort,
-    and a gRPC thread pool that holds every client's long-poll (see the module doc)."""
+    """The user's config with what a local simulation must own: state dir, port, cohort.
+    (A waiting client costs the asyncio coordinator no thread, so nothing else is sized.)"""
     rounds, net = base.round, base.network
     cohort = min(rounds.clients_per_round, spec_clients)
-    workers = max(net.max_workers, spec_clients + SPARE_WORKERS)
-    if workers > net.max_workers:
-        print(f"fedprune: network.max_workers {net.max_workers} -> {workers} (one thread per "
-              f"long-polling client)", file=sys.stderr)
     return dataclasses.replace(
         base, state_dir=str(out / "state"),
-        network=dataclasses.replace(net, host=host, port=0, max_workers=workers,
-                                    max_concurrent_rpcs=max(net.max_concurrent_rpcs,
-                                                            2 * workers)),
+        network=dataclasses.replace(net, host=host, port=0),
         round=dataclasses.replace(rounds, clients_per_round=cohort,
                                   min_clients=min(rounds.min_clients, cohort)))
 

@@ -25,8 +25,12 @@ def _check(ok: bool, key: str, message: str) -> None:
 class NetworkConfig:
     host: str = "127.0.0.1"
     port: int = 50051  # 0 picks a free port
-    max_workers: int = 32  # gRPC thread pool; bounds concurrent RPCs being served
-    max_concurrent_rpcs: int = 256  # further RPCs are refused with RESOURCE_EXHAUSTED
+    # threads doing CPU work off the event loop (decode/fold updates, encode the model,
+    # store writes); waiting calls take none
+    max_workers: int = 4
+    # calls open at once, waiting long-polls included (~45 KB each); more are refused with
+    # RESOURCE_EXHAUSTED, counted in fedprune_rejected_calls and logged
+    max_concurrent_rpcs: int = 16384
     max_message_bytes: int = 4 << 20  # per gRPC message; payloads stream in 1 MiB chunks
     max_payload_bytes: int = 256 << 20  # cap on one pushed update, checked from its header
     long_poll_s: float = 20.0  # cap on how long Round holds a check-in before WAIT
@@ -36,9 +40,11 @@ class NetworkConfig:
     insecure: bool = False
     reflection: bool = False  # gRPC server reflection (v1alpha and v1); opt-in
     stream_idle_s: float = 30.0  # a PushUpdate stream silent this long is cancelled
-    # client-streaming / bidi calls (PushUpdate, reflection) served at once; more are
-    # refused with RESOURCE_EXHAUSTED, so idle streams cannot take every worker thread
-    max_open_streams: int = 0  # 0: max_workers // 3
+    # client-streaming / bidi calls (PushUpdate, reflection) reading at once; more wait
+    # up to stream_idle_s for a slot, then RESOURCE_EXHAUSTED. Bounds pushes in memory.
+    max_open_streams: int = 256
+    # PullModel streams sending at once (each holds about one chunk); more wait their turn
+    max_open_downloads: int = 32
     # calls one client id may have in progress at once (long-polls, pulls, pushes); more
     # are refused with RESOURCE_EXHAUSTED (rejection reason too_many_calls)
     max_calls_per_client: int = 4
@@ -49,23 +55,22 @@ class NetworkConfig:
         _check(0 <= self.port <= 65535, "port", "must be in 0..65535")
         _check(-1 <= self.metrics_port <= 65535, "metrics_port",
                "must be -1 (off) or in 0..65535")
-        _check(self.max_workers >= 2, "max_workers", "must be >= 2")
-        _check(self.max_concurrent_rpcs >= self.max_workers, "max_concurrent_rpcs",
-               "must be >= max_workers")
+        _check(1 <= self.max_workers <= 256, "max_workers", "must be in 1..256")
+        _check(self.max_concurrent_rpcs >= 16, "max_concurrent_rpcs", "must be >= 16")
         _check(self.max_message_bytes >= 2 << 20, "max_message_bytes", "must be >= 2 MiB")
         _check(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
         _check(self.long_poll_s > 0, "long_poll_s", "must be > 0")
         _check(self.stream_idle_s > 0, "stream_idle_s", "must be > 0")
         _check(0 <= self.inline_payload_bytes <= self.max_message_bytes // 2,
                "inline_payload_bytes", "must be in 0..max_message_bytes/2")
-        _check(0 <= self.max_open_streams <= self.max_workers // 2, "max_open_streams",
-               "must be in 0..max_workers/2 (the rest of the pool serves health and polls)")
-        _check(1 <= self.max_calls_per_client <= self.max_workers, "max_calls_per_client",
-               "must be in 1..max_workers")
+        _check(self.max_open_streams >= 1, "max_open_streams", "must be >= 1")
+        _check(self.max_open_downloads >= 1, "max_open_downloads", "must be >= 1")
+        _check(1 <= self.max_calls_per_client <= 64, "max_calls_per_client",
+               "must be in 1..64")
 
     @property
     def open_streams_limit(self) -> int:
-        return self.max_open_streams or max(1, self.max_workers // 3)
+        return self.max_open_streams
 
 
 @dataclass(frozen=True)
@@ -79,18 +84,24 @@ class RoundConfig:
     federated_eval_every: int = 0  # run an EVALUATE step on clients every N rounds (0: off)
     eval_deadline_s: float = 30.0
     seed: int = 0  # client sampling
-    selection: str = "waiting"  # waiting: among clients long-polling | poisson: see below
+    # waiting: among clients long-polling | poisson / uniform: from the registered population
+    selection: str = "waiting"
     sampling_rate: float = 0.0  # poisson: each known client takes part with this q
-    population: int = 0  # poisson: clients to register before the first draw
+    population: int = 0  # poisson / uniform: clients to register before the first draw
 
     def __post_init__(self) -> None:
         self._validate()
-        _check(self.selection in ("waiting", "poisson"), "selection",
-               "must be waiting or poisson")
+        _check(self.selection in ("waiting", "poisson", "uniform"), "selection",
+               "must be waiting, poisson or uniform")
         if self.selection == "poisson":
             _check(0 < self.sampling_rate <= 1, "sampling_rate",
                    "must be in (0, 1] with selection = poisson")
             _check(self.population >= 1, "population", "must be >= 1 with selection = poisson")
+        if self.selection == "uniform":
+            _check(self.population >= self.clients_per_round, "population",
+                   "must be >= clients_per_round with selection = uniform")
+            _check(self.sampling_rate == 0, "sampling_rate",
+                   "applies to selection = poisson only (uniform draws a fixed-size cohort)")
 
     def _validate(self) -> None:
         _check(self.rounds >= 1, "rounds", "must be >= 1")

@@ -25,13 +25,20 @@ Background work never dies silently: an unexpected error while advancing the sta
 machine (a bug, since write faults are handled above) stops the coordinator with
 :attr:`Coordinator.fatal` set, and ``fedserver`` exits non-zero with that error logged.
 
-Nothing here polls: long-polls and the deadline thread wait on one condition variable that
-is notified whenever the state machine moves, and the deadline thread sleeps exactly until
-the state machine's next deadline.
+Nothing here polls, and no thread waits per client: a long-poll (:meth:`check_in`) is a
+coroutine awaiting its own event (:mod:`fedserver.long_poll`), rung only by the state
+changes that concern it (a selection rings the selected cohort; a new step or the end of
+the run rings everybody), so a round of C clients costs O(C) wake-ups, not O(C^2). The
+lock is a plain lock held for microseconds-to-milliseconds of round logic (a round close
+holds it longest); a long-poll that finds it taken waits for it on an executor thread, so
+the event loop never stalls behind a close. The deadline thread waits on the condition
+``_cond`` alone and sleeps exactly until the state machine's next deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -51,8 +58,10 @@ from fedcore.secrets import redacted
 from fedcore.text import clip
 from fedserver.aggregators.weighting import reference_examples
 from fedserver.broadcast import Broadcast, Held, seeded_init
+from fedserver.client_registry import ClientRegistry
 from fedserver.config import ServerConfig
 from fedserver.instructions import RoundInstructions
+from fedserver.long_poll import LongPollWaiters
 from fedserver.metrics import CoordinatorMetrics
 from fedserver.model_state import (
     KEEP_CHECKPOINTS,
@@ -98,6 +107,7 @@ class Coordinator:
         self.config = config
         self.clock = clock
         self._cond = threading.Condition()
+        self._waiters = LongPollWaiters()
         self._stopping = False
         self.fatal: BaseException | None = None  # set when background work died
         # the run's parts first: a config that cannot run is refused before any write
@@ -117,8 +127,9 @@ class Coordinator:
         self.plan = RoundPlan(config.round, training=(
             self._protocol.phases(config.round) if self._protocol is not None else None))
         first_round = int(self.store.get_state("last_round", 0)) + 1
-        self._seen_clients: dict[str, int] = {}
-        self._registered = frozenset(self.store.client_ids())  # from earlier starts
+        self._clients = ClientRegistry(write=self.store.touch_clients,
+                                       registered=self.store.client_ids(),  # earlier starts
+                                       on_error=lambda: self.metrics.write_error("clients"))
         self._open_round(first_round)
         self.sm = build_scheduler(config, run_id=self.run_id, first_round=first_round,
                                   version=self.model.version,
@@ -151,6 +162,7 @@ class Coordinator:
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        self._clients.start()
         self._deadline_thread.start()
 
     def stop(self) -> None:
@@ -160,12 +172,14 @@ class Coordinator:
         :meth:`close`."""
         with self._cond:
             self._stopping = True
-            self._cond.notify_all()
+            self._wake_everyone()
         if self._deadline_thread.is_alive():
             self._deadline_thread.join(timeout=5)
 
     def close(self) -> None:
-        """Release the store; call after the gRPC server has drained."""
+        """Write the last client registrations and release the store; call after the gRPC
+        server has drained."""
+        self._clients.close()
         self.store.close()
 
     @property
@@ -173,8 +187,26 @@ class Coordinator:
         return self.sm.finished
 
     def wake(self) -> None:
+        """Wake the deadline thread and :meth:`wait_finished` (not the long-polls)."""
         with self._cond:
             self._cond.notify_all()
+
+    def _wake_everyone(self) -> None:
+        """Call with the lock held: every long-poll and the deadline thread re-check."""
+        self._cond.notify_all()
+        self._waiters.wake_all()
+
+    def _announce(self, before: tuple[int, int, float | None, bool]) -> None:
+        """Call with the lock held after the state machine may have moved: ring whom the
+        change concerns (see the module doc); nothing when nothing changed."""
+        after = self._state_token()
+        if after == before:
+            return
+        if after[:2] != before[:2] or after[3] != before[3]:
+            self._wake_everyone()
+        else:  # a selection within the same step
+            self._cond.notify_all()
+            self._waiters.wake(self.sm.step.selected)
 
     def wait_finished(self, timeout: float | None = None) -> bool:
         """True once the run is over, the coordinator stopped, or background work died."""
@@ -182,34 +214,44 @@ class Coordinator:
             return self._cond.wait_for(lambda: self.sm.finished or self._stopping, timeout)
 
     # -- check-in ---------------------------------------------------------------------------
-    def check_in(self, client_id: str, *, num_examples: int, max_wait_s: float,
-                 is_active: Callable[[], bool] = lambda: True,
-                 ) -> tuple[Assignment | Wait | Shutdown, RoundInstructions]:
+    async def check_in(self, client_id: str, *, num_examples: int, max_wait_s: float,
+                       ) -> tuple[Assignment | Wait | Shutdown, RoundInstructions]:
         """Long-poll: a task as soon as there is one, or Wait after ``max_wait_s``; with the
-        instructions of the decision's round (read under the same lock, so they match)."""
+        instructions of the decision's round (read under the same lock, so they match).
+
+        A coroutine on the server's event loop: waiting costs one event, no thread. When
+        the call is cancelled (the client went away) the client stops counting as waiting."""
         if not 0 <= num_examples <= MAX_EXAMPLES:
             raise InvalidUpdate(f"num_examples must be in 0..{MAX_EXAMPLES}")
-        self._touch_client(client_id, num_examples)
+        self._clients.touch(client_id, num_examples)
         began = self.clock()
         until = began + min(max_wait_s, self.config.network.long_poll_s)
-        with self._cond:
-            self.sm.client_waiting(client_id)
+        with self._waiters.waiting(client_id) as rung:
+            await self._under_lock(self.sm.client_waiting, client_id)
             try:
                 while True:
-                    before = self._state_token()
-                    decision = self.sm.poll(client_id)
-                    if self._state_token() != before:
-                        self._cond.notify_all()
+                    rung.clear()  # before polling: a ring after the poll is never lost
+                    decision, instructions, stopping = await self._under_lock(
+                        self._poll, client_id)
                     remaining = until - self.clock()
-                    if not isinstance(decision, Wait) or remaining <= 0 or not is_active():
+                    if not isinstance(decision, Wait) or remaining <= 0:
                         if isinstance(decision, Wait):
                             decision = decision.paced(held_s=self.clock() - began)
-                        return self._with_step(client_id, decision), self.instructions
-                    if self._stopping:
-                        return Wait(retry_after_s=1.0), self.instructions
-                    self._cond.wait(remaining)
+                        return decision, instructions
+                    if stopping:
+                        return Wait(retry_after_s=1.0), instructions
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(rung.wait(), remaining)
             finally:
-                self.sm.client_left(client_id)
+                with self._cond:  # not awaited: a cancelled call must still leave
+                    self.sm.client_left(client_id)
+
+    def _poll(self, client_id: str) -> tuple[Assignment | Wait | Shutdown, RoundInstructions,
+                                             bool]:
+        before = self._state_token()
+        decision = self._with_step(client_id, self.sm.poll(client_id))
+        self._announce(before)
+        return decision, self.instructions, self._stopping
 
     def _with_step(self, client_id: str, decision: Assignment | Wait | Shutdown
                    ) -> Assignment | Wait | Shutdown:
@@ -221,28 +263,31 @@ class Coordinator:
             return dataclasses.replace(decision, step=step)
         return decision
 
-    def _state_token(self) -> tuple[int, float | None, bool]:
-        return id(self.sm.step), self.sm.step.selected_at, self.sm.finished
+    async def _under_lock(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with the lock held, at once when it is free, else on an executor
+        thread, so the event loop does not stall while a round close holds the lock."""
+        if self._cond.acquire(blocking=False):
+            try:
+                return fn(*args)
+            finally:
+                self._cond.release()
+        return await asyncio.get_running_loop().run_in_executor(None, self._locked, fn, args)
+
+    def _locked(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        with self._cond:
+            return fn(*args)
+
+    def _state_token(self) -> tuple[int, int, float | None, bool]:
+        step = self.sm.step
+        return step.round, step.index, step.selected_at, self.sm.finished
 
     def _population(self) -> frozenset[str]:
-        """Every client registered in this run (for Poisson selection)."""
-        return frozenset(self._seen_clients) | self._registered
+        """Every client registered in this run (for population-level selection)."""
+        return self._clients.population()
 
     def is_registered(self, client_id: str) -> bool:
         """Whether ``client_id`` checked in before (in this run, any start)."""
-        return client_id in self._seen_clients or client_id in self._registered
-
-    def _touch_client(self, client_id: str, num_examples: int) -> None:
-        """Record a client in the store on first sight or when its data size changes; the
-        client list is bookkeeping, so a failed write is logged and retried next check-in."""
-        if self._seen_clients.get(client_id) != num_examples:
-            try:
-                self.store.touch_client(client_id, num_examples)
-            except StoreError as exc:
-                log.warning("could not record client %s: %s", client_id, exc)
-                self.metrics.write_error("clients")
-                return
-            self._seen_clients[client_id] = num_examples
+        return self._clients.knows(client_id)
 
     # -- downlink ---------------------------------------------------------------------------
     def model_payload(self, client_id: str, task_id: str, held: Held) -> tuple[bytes, int]:
@@ -415,7 +460,7 @@ class Coordinator:
     def _fix_weight_cap(self, open_round: OpenRound | EvaluationRound) -> None:
         """At a round's first result its cohort has declared its sizes (at check-in)."""
         if open_round.weight_cap is None:
-            self.runner.fix_weight_cap(open_round, reference_examples(self._seen_clients.values()))
+            self.runner.fix_weight_cap(open_round, reference_examples(self._clients.examples()))
 
     def _deadline_loop(self) -> None:
         with self._cond:
@@ -440,14 +485,13 @@ class Coordinator:
             log.critical("coordinator stopping after an unexpected error in round %d: %s",
                          self.sm.step.round, exc, exc_info=True)
             self.fatal, self._stopping = exc, True
-            self._cond.notify_all()
+            self._wake_everyone()
             raise
 
     def _advance_steps(self) -> None:
         before = self._state_token()
         closed = self.sm.close_if_due()
-        if self._state_token() != before:  # e.g. the selection timeout picked clients
-            self._cond.notify_all()
+        self._announce(before)  # e.g. the selection timeout picked clients
         while closed is not None:
             self.metrics.phase(kind=closed.step.kind.value,
                                seconds=closed.closed_at - closed.step.opened_at)
@@ -459,7 +503,7 @@ class Coordinator:
                                mask_id=self.instructions.mask_id)
             if upcoming is not None and upcoming[0] != closed.step.round:
                 self._check_admitted(upcoming[0])
-            self._cond.notify_all()
+            self._wake_everyone()
             if self.sm.finished:
                 self._write_report_logged(finished=True)
                 log.info("run %s finished after round %d", self.run_id, closed.step.round)

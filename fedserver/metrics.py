@@ -1,10 +1,11 @@
 """The coordinator's Prometheus metrics (``prometheus-client``) and their HTTP endpoint.
 
 Operators watch a run without reading its logs: rounds completed and failed, updates
-accepted and rejected by gRPC status code, every refused RPC by method and code, wire
-bytes per direction, phase durations, waiting and active clients, and store write errors
-(a disk filling up shows here before a run stalls). Each coordinator has its own
-registry, so several in one process (tests) do not collide. The endpoint is served only
+accepted and rejected by gRPC status code, every refused RPC by method and code, calls
+refused by admission control, wire bytes per direction, phase durations, waiting and
+active clients, and store write errors (a disk filling up shows here before a run
+stalls). Each coordinator has its own registry, so several in one process (tests) do not
+collide. The endpoint is served only
 when ``network.metrics_port`` is >= 0 (-1, the default, is off; 0 picks a free port,
 published as ``metrics_port`` in ``endpoint.json``).
 
@@ -35,6 +36,9 @@ class CoordinatorMetrics:
                               registry=r)
         self.updates = Counter("fedprune_updates", "Pushed updates, by outcome and gRPC code",
                                ["result", "code"], registry=r)
+        self.rejected_calls = Counter("fedprune_rejected_calls",
+                                      "Calls refused by admission control, by method and code",
+                                      ["method", "code"], registry=r)
         self.bytes = Counter("fedprune_wire_bytes", "Serialized message bytes",
                              ["direction"], registry=r)
         self.phase_seconds = Histogram("fedprune_phase_seconds",
@@ -67,6 +71,10 @@ class CoordinatorMetrics:
         result = "accepted" if code == "OK" and not duplicate else (
             "duplicate" if code == "OK" else "rejected")
         self.updates.labels(result, code).inc()
+
+    def call_rejected(self, method: str, code: str) -> None:
+        """A call refused before its handler ran (too many calls or streams open)."""
+        self.rejected_calls.labels(method, code).inc()
 
     def wire_bytes(self, *, up: int, down: int) -> None:
         if up:

@@ -13,10 +13,11 @@ malformed requests since the last one), never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -92,17 +93,28 @@ def raw_request_handlers(service: ServiceDescriptor,
 def parsing_first(servicer: object, service: ServiceDescriptor,
                   parser: RequestParser) -> dict[str, Callable[..., Any]]:
     """Behaviors that parse the (unary) request, then call ``servicer``'s method: for
-    services that need no authentication first (health checks)."""
+    services that need no authentication first (health checks). The servicer's methods may
+    be coroutines or async generators (grpc.aio's servicers); the behaviors follow suit."""
     def wrap(name: str, request_type: type[Message]) -> Callable[..., Any]:
         method = getattr(servicer, name)
 
-        def behavior(raw: bytes, context: grpc.ServicerContext) -> Any:
+        async def parsed(raw: bytes, context: Any) -> Message:
             try:
-                request = parser(request_type, raw)
+                return parser(request_type, raw)
             except MalformedRequest as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            return method(request, context)
-        return behavior
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                raise  # abort raises; not reached
+
+        if inspect.isasyncgenfunction(method):
+            async def streaming(raw: bytes, context: Any) -> AsyncIterator[Any]:
+                async for item in method(await parsed(raw, context), context):
+                    yield item
+            return streaming
+
+        async def unary(raw: bytes, context: Any) -> Any:
+            result = method(await parsed(raw, context), context)
+            return await result if inspect.isawaitable(result) else result
+        return unary
 
     behaviors = {}
     for m in service.methods:

@@ -4,14 +4,17 @@ Plain Python with an injected clock, so unit tests drive it with a fake clock an
 network. A run is a sequence of rounds, each a plan of phases
 (:class:`fedserver.round_plan.RoundPlan`); a *step* is one phase of one round. A step goes
 through selection (a ``sample`` cohort draws from the clients waiting in a ``Round``
-long-poll; a ``survivors`` cohort is the previous phase's contributors), collection (each
+long-poll, or with ``round.selection`` = ``poisson`` / ``uniform`` from the whole
+registered population; a ``survivors`` cohort is the previous phase's contributors), collection (each
 selected client gets one task; results arrive), and closing (enough results, or the
 deadline). The coordinator reacts to a closed step and then calls :meth:`start_next`; a
 failed phase ends its round. ``ClosedStep.ends_round`` tells the coordinator when the
 round's aggregate is due (the model changes only after the last phase).
 
 Invariants:
-* Only clients waiting right now are selected, so a client that died is not picked again.
+* With ``selection = "waiting"`` only clients waiting right now are selected, so a client
+  that died is not picked again; a population draw may pick a client that is gone, which
+  the over-selection, quorum and deadline absorb.
 * A task id is bound to one client, one step and one model version; results for anything
   else are rejected with a :class:`Rejection` naming the reason, and change nothing.
 * Each (client, task) counts at most once; a retried identical result is a duplicate.
@@ -31,7 +34,7 @@ import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from fedserver.cohort_sampling import poisson_cohort
+from fedserver.cohort_sampling import poisson_cohort, uniform_cohort
 from fedserver.config import RoundConfig
 from fedserver.round_plan import Phase, PhaseKind, RoundPlan
 from fedserver.step_protocol import StepPayload
@@ -188,8 +191,8 @@ class RoundStateMachine:
         step.deadline = step.selected_at + step.phase.deadline_s
 
     def _try_select(self) -> None:
-        if self.config.selection == "poisson" and self.step.kind is PhaseKind.TRAIN:
-            self._poisson_select()
+        if self.config.selection != "waiting" and self.step.kind is PhaseKind.TRAIN:
+            self._population_select()
             return
         step, now = self.step, self._clock()
         wanted = min(math.ceil(step.target * (1 + self.config.over_selection)), len(self._waiting))
@@ -200,13 +203,20 @@ class RoundStateMachine:
         rng = random.Random(f"{self.run_id}/{self.config.seed}/{step.round}/{step.kind.value}")
         self._select(step, frozenset(rng.sample(sorted(self._waiting), wanted)))
 
-    def _poisson_select(self) -> None:
-        """Draw from every registered client once the population has registered (or at
-        the selection timeout); the sampled clients get their task when they check in."""
-        known = self._population()
-        timed_out = self._selection_timed_out(self.step, self._clock())
-        if len(known) >= self.config.population or (timed_out and known):
-            self._select(self.step, poisson_cohort(known, self.config.sampling_rate))
+    def _population_select(self) -> None:
+        """Draw from every registered client once ``population`` clients registered (or at
+        the selection timeout, with enough of them for the draw); the sampled clients get
+        their task when they check in."""
+        step, known = self.step, self._population()
+        timed_out = self._selection_timed_out(step, self._clock())
+        if self.config.selection == "poisson":
+            if len(known) >= self.config.population or (timed_out and known):
+                self._select(step, poisson_cohort(known, self.config.sampling_rate))
+            return
+        if len(known) >= self.config.population or (timed_out and len(known) >= step.quorum):
+            wanted = math.ceil(step.target * (1 + self.config.over_selection))
+            self._select(step, uniform_cohort(known, min(wanted, len(known))))
+
     def _selection_timeout_at(self, step: Step) -> float | None:
         """None while no client has waited in this step (see the module invariants)."""
         if step.first_waiting_at is None:

@@ -1,7 +1,7 @@
 """Domain errors -> gRPC status codes, in one table.
 
 The servicer never picks a status code inline: it runs each handler inside
-:func:`abort_on_error`, which maps the exception type (and, for round rejections, the
+``async with abort_on_error(context)``, which maps the exception type (and, for round rejections, the
 reason) to the precise status the protocol documents. A round rejection also names its
 reason in trailing metadata (:mod:`fedcore.rejections`), so a client can tell a refusal
 that is final (late) from a transient failure with the same code. Details are clipped
@@ -14,8 +14,8 @@ place codes are chosen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 
@@ -76,14 +76,16 @@ def error_kind(exc: Exception) -> str:
     return type(exc).__name__
 
 
-@contextmanager
-def abort_on_error(context: grpc.ServicerContext, method: str = "",
-                   rejections: RejectionLog | None = None) -> Iterator[None]:
+@asynccontextmanager
+async def abort_on_error(context: grpc.aio.ServicerContext, method: str = "",
+                         rejections: RejectionLog | None = None) -> AsyncIterator[None]:
     """Translate known domain errors into ``context.abort`` with their status code; every
     refusal (and an unexpected error, which gRPC answers UNKNOWN) is recorded in
     ``rejections`` under ``method`` (see :mod:`fedserver.rejection_log`)."""
     try:
         yield
+    except grpc.aio.AbortError:
+        raise  # already answered (a limiter inside the call aborted it)
     except Exception as exc:
         code = status_for(exc)
         details = clip(str(exc), DETAILS_LIMIT)
@@ -96,4 +98,4 @@ def abort_on_error(context: grpc.ServicerContext, method: str = "",
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason.name.lower()),))
         elif isinstance(exc, Throttled):
             context.set_trailing_metadata(((REJECTION_KEY, exc.reason),))
-        context.abort(code, details)
+        await context.abort(code, details)

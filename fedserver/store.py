@@ -232,11 +232,12 @@ class RunStore:
         row = self._one("SELECT MAX(round) FROM rounds WHERE status = 'completed'")
         return int(row[0]) if row and row[0] is not None else 0
 
-    def touch_client(self, client_id: str, num_examples: int) -> None:
+    def touch_clients(self, clients: list[tuple[str, int]]) -> None:
+        """Record (client id, examples) pairs, first sight or changed size, in one transaction."""
         now = time.time()
         self._tx([("INSERT INTO clients VALUES (?, ?, ?, ?, 0) ON CONFLICT(client_id) DO UPDATE "
                    "SET last_seen = excluded.last_seen, num_examples = excluded.num_examples",
-                   (client_id, now, now, num_examples))])
+                   (client_id, now, now, num_examples)) for client_id, num_examples in clients])
 
     def client_ids(self) -> list[str]:
         with self._lock:

@@ -73,7 +73,7 @@ class Listener:
         creds = _server_credentials(config.tls) if config.tls.enabled else None
         return cls(f"{config.network.host}:{config.network.port}", creds)
 
-    def bind(self, server: grpc.Server) -> int:
+    def bind(self, server: grpc.Server | grpc.aio.Server) -> int:
         """Bind (TLS when configured); returns the port."""
         if self.credentials is not None:
             port = server.add_secure_port(self.address, self.credentials)

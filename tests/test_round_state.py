@@ -290,6 +290,52 @@ def test_poisson_config_needs_a_rate_and_a_population() -> None:
         RoundConfig(selection="poisson", population=10)
     with pytest.raises(ValueError, match="population"):
         RoundConfig(selection="poisson", sampling_rate=0.1)
+def test_uniform_selection_draws_a_fixed_cohort_from_the_registered_population() -> None:
+    clock = FakeClock()
+    cfg = RoundConfig(rounds=2, clients_per_round=10, min_clients=5, over_selection=0.2,
+                      selection="uniform", population=100, selection_timeout_s=10)
+    known = {f"c{i}" for i in range(99)}
+    sm = RoundStateMachine(cfg, run_id="run", first_round=1, version=0, clock=clock,
+                           population=lambda: frozenset(known))
+    sm.client_waiting("c1")
+    sm.poll("c1")
+    assert sm.step.selected_at is None  # 99 of 100 registered: no draw yet
+    known.add("c99")
+    sm.poll("c1")
+    cohort = sm.step.selected
+    assert len(cohort) == 12 and cohort <= known  # ceil(10 * 1.2), without replacement
+    insider = next(iter(sorted(cohort - {"c1"})))  # sampled while not waiting
+    sm.client_waiting(insider)
+    assert isinstance(sm.poll(insider), Assignment)
+    outsider = next(c for c in sorted(known) if c not in cohort)
+    sm.client_waiting(outsider)
+    assert isinstance(sm.poll(outsider), Wait)
+
+
+def test_uniform_selection_at_the_timeout_needs_a_quorum_of_registered_clients() -> None:
+    clock = FakeClock()
+    cfg = RoundConfig(rounds=1, clients_per_round=4, min_clients=3, selection="uniform",
+                      population=10, selection_timeout_s=10)
+    known = {"a", "b"}
+    sm = RoundStateMachine(cfg, run_id="run", first_round=1, version=0, clock=clock,
+                           population=lambda: frozenset(known))
+    sm.client_waiting("a")
+    clock.now += 11
+    assert sm.close_if_due() is None and sm.step.selected_at is None  # 2 < quorum 3
+    known.add("c")
+    assert sm.close_if_due() is None
+    assert sm.step.selected == {"a", "b", "c"}  # all of a population smaller than wanted
+
+
+def test_uniform_config_names_its_keys() -> None:
+    with pytest.raises(ValueError, match="population"):
+        RoundConfig(selection="uniform", clients_per_round=10, population=5)
+    with pytest.raises(ValueError, match="sampling_rate"):
+        RoundConfig(selection="uniform", population=10, sampling_rate=0.1)
+    with pytest.raises(ValueError, match="selection"):
+        RoundConfig(selection="everyone")
+
+
 def test_selection_timeout_counts_from_the_first_check_in_not_the_start() -> None:
     """A slow start-up (here 500 s before any client) must not shrink round 1's cohort."""
     sm, clock = make()
