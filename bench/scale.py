@@ -72,7 +72,8 @@ WAIT_S = 600.0
 def coordinator_config(state: Path, update: str, clients: int, rounds: int,
                        extra: list[str]) -> ServerConfig:
     overrides = [f"state_dir={state}", "network.port=0", "network.metrics_port=0",
-                 f"auth.shared_token={TOKEN}", "evaluation.test_set=", f"round.rounds={rounds}",
+                 f"auth.shared_token={TOKEN}", "auth.max_new_clients=0",  # C ids at once
+                 "evaluation.test_set=", f"round.rounds={rounds}",
                  f"round.clients_per_round={clients}", f"round.min_clients={clients}",
                  f"round.selection_timeout_s={WAIT_S}", f"round.deadline_s={WAIT_S}",
                  *UPDATES[update], *extra]

@@ -82,8 +82,11 @@ def server_config_for(spec_clients: int, base: ServerConfig, out: Path,
     (A waiting client costs the asyncio coordinator no thread, so nothing else is sized.)"""
     rounds, net = base.round, base.network
     cohort = min(rounds.clients_per_round, spec_clients)
+    cap = base.auth.max_new_clients  # the shared-token Sybil cap must admit our own clients
+    auth = (dataclasses.replace(base.auth, max_new_clients=spec_clients)
+            if 0 < cap < spec_clients else base.auth)
     return dataclasses.replace(
-        base, state_dir=str(out / "state"),
+        base, state_dir=str(out / "state"), auth=auth,
         network=dataclasses.replace(net, host=host, port=0),
         round=dataclasses.replace(rounds, clients_per_round=cohort,
                                   min_clients=min(rounds.min_clients, cohort)))

@@ -24,9 +24,12 @@ CLIENTS = 120
 
 def test_120_lightweight_clients_complete_a_round_with_default_settings(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # default transport settings; only the shared-token mode's cap on new ids per minute
+    # (a Sybil defence, 100 by default) is lifted for a known population of 120
     config = server_config(tmp_path / "state", "evaluation.test_set=", "round.rounds=1",
                            f"round.clients_per_round={CLIENTS}", f"round.min_clients={CLIENTS}",
-                           "round.selection_timeout_s=60", "round.deadline_s=60")
+                           "round.selection_timeout_s=60", "round.deadline_s=60",
+                           "auth.max_new_clients=0")
     with running_server(config) as server:
         polls: list[str] = []
         poll = server.coordinator._poll
