@@ -63,8 +63,12 @@ class RunningServer:
     calls: CallLimiter
     metrics: MetricsEndpoint | None = None  # network.metrics_port >= 0
 
-    def stop(self, grace: float | None = None) -> None:
+    def enter_graceful_shutdown(self) -> None:
+        """Health answers NOT_SERVING from now on, so probes and balancers stop sending."""
         self.io.run(self.health.enter_graceful_shutdown())
+
+    def stop(self, grace: float | None = None) -> None:
+        self.enter_graceful_shutdown()
         self.coordinator.stop()  # waiting long-polls answer WAIT
         self.io.run(self.server.stop(grace))
         if self.metrics is not None:

@@ -67,7 +67,7 @@ def test_healthcheck_cli_reports_serving_and_not_serving(tmp_path: Path,
         assert capsys.readouterr().out == ""
         assert healthcheck.main(["--address", address, "--service", "no.such.Service"]) == 1
         assert "NOT_FOUND" in capsys.readouterr().err
-        running.health.enter_graceful_shutdown()  # what stop() does first
+        running.enter_graceful_shutdown()  # what stop() does first
         assert healthcheck.main(["--address", address, "--service", SERVICE_NAME]) == 1
         assert "NOT_SERVING" in capsys.readouterr().err
 
