@@ -16,14 +16,17 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fedclient.config import ClientConfig
 from fedcore import config as config_io
 from fedcore import healthcheck
+from fedserver.checkpoint import read_checkpoint
 from fedserver.config import ServerConfig
 from fedserver.server import SERVICE_NAME
 from fedserver.transport import check_exposure
@@ -235,12 +238,25 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
+@dataclass
+class _Stack:
+    """What one `docker compose up` left behind, run as local processes."""
+    report: dict[str, Any]
+    specs: dict[str, cr.ProcessSpec]
+    logs: dict[str, Path]
+    state: Path
+    certs: Path
+    port: int
+    healthy_after: float
+    finished_after: float
+
+
+def _run_stack(tmp_path: Path, shell: dict[str, str]) -> _Stack:
+    """`docker compose up` with `shell` as the shell's environment, to the run's end.
+
+    Checks what every run must show (the images' console scripts, the rewrites, all
+    services exiting 0 after the last round) and returns the rest for the caller."""
     pytest.importorskip("yaml", reason="PyYAML (a test extra) parses docker-compose.yml")
-    # `FEDSERVER_ROUND__ROUNDS=3 docker compose up`: the only setting changed for the test
-    shell = {"FEDSERVER_ROUND__ROUNDS": "3"}
     compose = cr.load_compose(environ=shell)
     services = compose["services"]
     coordinator = services["coordinator"]
@@ -263,7 +279,9 @@ def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
     assert Path(specs["coordinator"].argv[0]).name == "fedserver"
     assert {Path(specs[c].argv[0]).name for c in CLIENTS} == {"fedclient"}
     assert Path(specs["certs"].argv[0]).name == "fedprune"
-    assert specs["coordinator"].env["FEDSERVER_ROUND__ROUNDS"] == "3"
+    for key, value in shell.items():
+        if key.startswith("FEDSERVER_"):
+            assert specs["coordinator"].env[key] == value
     state, certs = volumes["/state"], volumes["/certs"]
     rewritten = {(where, after) for where, _, after in rewrite.log}
     tls_paths = {("coordinator.environment.FEDSERVER_TLS__CERT", f"{certs}/server.pem"),
@@ -327,6 +345,16 @@ def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
 
     report = read_json(state / "report.json")
     assert report and report["finished"], report
+    return _Stack(report=report, specs=specs, logs=logs, state=state, certs=certs, port=port,
+                  healthy_after=healthy_after, finished_after=time.monotonic() - started)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
+    # `FEDSERVER_ROUND__ROUNDS=3 docker compose up`: the only setting changed for the test
+    stack = _run_stack(tmp_path, {"FEDSERVER_ROUND__ROUNDS": "3"})
+    report, certs = stack.report, stack.certs
     rounds = report["rounds"]
     assert [r["status"] for r in rounds] == ["completed"] * 3
     assert report["totals"]["rounds_completed"] == 3
@@ -334,13 +362,36 @@ def test_compose_stack_runs_as_local_processes(tmp_path: Path) -> None:
     assert accuracy[-1] > accuracy[0], accuracy
     assert all(sorted(r["clients"]) == list(CLIENTS) for r in rounds), rounds
     assert report["config"]["round"]["rounds"] == 3
-    endpoint = read_json(state / "endpoint.json")
-    assert endpoint and endpoint["port"] == port and endpoint["host"] == "0.0.0.0"
-    assert "with mTLS" in logs["coordinator"].read_text()
+    endpoint = read_json(stack.state / "endpoint.json")
+    assert endpoint and endpoint["port"] == stack.port and endpoint["host"] == "0.0.0.0"
+    assert "with mTLS" in stack.logs["coordinator"].read_text()
     # a second `up` keeps the certificates the running services use
     before = (certs / "ca.pem").read_bytes()
-    assert subprocess.run(specs["certs"].argv, env=specs["certs"].env, capture_output=True,
+    spec = stack.specs["certs"]
+    assert subprocess.run(spec.argv, env=spec.env, capture_output=True,
                           timeout=60).returncode == 0
     assert (certs / "ca.pem").read_bytes() == before
-    print(f"compose stack: healthy after {healthy_after:.1f}s, "
-          f"3 rounds done after {time.monotonic() - started:.1f}s, accuracy {accuracy}")
+    print(f"compose stack: healthy after {stack.healthy_after:.1f}s, "
+          f"3 rounds done after {stack.finished_after:.1f}s, accuracy {accuracy}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_compose_stack_runs_fedcompress(tmp_path: Path) -> None:
+    """`FEDSERVER_AGGREGATION__PRESET=fedcompress docker compose up` (docker/README.md):
+    clients cluster while they train, the coordinator distils and broadcasts a clustered
+    model at the k it chose, over the same mTLS deployment."""
+    stack = _run_stack(tmp_path, {"FEDSERVER_ROUND__ROUNDS": "2",
+                                  "FEDSERVER_AGGREGATION__PRESET": "fedcompress"})
+    rounds = stack.report["rounds"]
+    assert [r["status"] for r in rounds] == ["completed"] * 2
+    assert stack.report["config"]["aggregation"]["preset"] == "fedcompress"
+    k = stack.report["config"]["fedcompress"]["clusters_min"]
+    for r in rounds:
+        assert sorted(r["clients"]) == list(CLIENTS), rounds
+        assert r["metrics"]["clusters"] == k and r["metrics"]["representation_score"] > 1
+        assert "distill_agreement" in r["metrics"]
+    checkpoint = read_checkpoint(sorted((stack.state / "checkpoints").glob("round-*.npz"))[-1])
+    for name, values in checkpoint.group("param").items():
+        if values.ndim > 1:  # weight tensors: the broadcast is clustered at k
+            assert len(np.unique(values)) <= k, name
