@@ -39,6 +39,21 @@ def known_delta(client_id: str, round_: int, shapes: dict[str, tuple[int, ...]],
     return out
 
 
+def plain_sum_digest(clients: list[str], round_: int, shapes: dict[str, tuple[int, ...]],
+                     ring_bits: int) -> str:
+    """sha256 of the plain sum over Z_2^ring_bits of the clients' quantized known updates,
+    tensor by tensor as little-endian uint64: what the coordinator's ``sum_sha256`` must be."""
+    digest = hashlib.sha256()
+    mask = np.uint64((1 << ring_bits) - 1)
+    for name, shape in shapes.items():
+        total = np.zeros(shape, dtype=np.uint64)
+        for c in clients:
+            q = np.rint(known_delta(c, round_, shapes, None)[name].astype(np.float64) * SCALE)
+            total = (total + (q.astype(np.int64).view(np.uint64) & mask)) & mask
+        digest.update(total.astype("<u8").tobytes())
+    return digest.hexdigest()
+
+
 class KnownUpdateWorker(LocalWorker):
     def __init__(self, client_id: str, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -14,10 +14,7 @@ clients the coordinator accepted.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-
-import numpy as np
 
 from fedclient.config import ClientConfig
 from fedclient.fault import FaultConfig
@@ -34,23 +31,10 @@ from tests.helpers import (
     with_port,
     write_config,
 )
-from tests.secagg_client import SCALE, known_delta
+from tests.secagg_client import SCALE, plain_sum_digest
 
 DEATHS = {1: ("advertise_keys", 2), 2: ("share_keys", 3), 3: ("masked_train", 4),
           4: ("unmask", 5)}  # client index -> (phase, round)
-
-
-def _expected_digest(clients: list[str], round_: int, shapes: dict[str, tuple[int, ...]],
-                     ring_bits: int) -> str:
-    digest = hashlib.sha256()
-    mask = np.uint64((1 << ring_bits) - 1)
-    for name, shape in shapes.items():
-        total = np.zeros(shape, dtype=np.uint64)
-        for c in clients:
-            q = np.rint(known_delta(c, round_, shapes, None)[name].astype(np.float64) * SCALE)
-            total = (total + (q.astype(np.int64).view(np.uint64) & mask)) & mask
-        digest.update(total.astype("<u8").tobytes())
-    return digest.hexdigest()
 
 
 def test_secure_sum_is_exact_with_clients_killed_at_each_phase(tmp_path: Path) -> None:
@@ -92,7 +76,7 @@ def test_secure_sum_is_exact_with_clients_killed_at_each_phase(tmp_path: Path) -
     completed = [r for r, rec in records.items() if rec.status == "completed"]
     for rnd in completed:  # exact, whoever survived
         rec = records[rnd]
-        assert find_key(rec.measurements, "sum_sha256") == _expected_digest(
+        assert find_key(rec.measurements, "sum_sha256") == plain_sum_digest(
             sorted(rec.client_metrics), rnd, shapes, ring_bits), f"round {rnd}"
     summary = {r: (rec.status, rec.reason, sorted(rec.client_metrics), died.get(r))
                for r, rec in records.items()}
