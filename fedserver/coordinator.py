@@ -420,14 +420,19 @@ class Coordinator:
 
     def report_failure(self, client_id: str, failure: cpb.TaskFailure) -> bool:
         """A client gives up its task, saying why (:mod:`fedserver.task_failures`); False
-        if this failure was already reported."""
+        if this failure was already reported. A step whose every selected client has
+        answered (result or failure) closes now rather than at its deadline."""
         reason = reason_name(failure)
         digest = hashlib.sha256(failure.SerializeToString(deterministic=True)).digest()
         with self._cond:
             step = self.sm.step
-            self.sm.check_result(client_id, failure.task_id, kind=step.kind, round=failure.round,
-                                 version=None, mask_id=None, digest=digest)
-            new = self.failures.record(step.round, client_id, reason)
+            new = self.sm.check_result(client_id, failure.task_id, kind=step.kind,
+                                       round=failure.round, version=None, mask_id=None,
+                                       digest=digest)
+            if new:
+                self.failures.record(step.round, client_id, reason)
+                self.sm.record_failure(client_id, digest)
+                self._advance_locked()  # it may have been the last answer the step waited for
         if new:
             self.metrics.client_failure(reason)
             log.warning("round %d: client %s gave up its %s task: %s: %s", step.round,

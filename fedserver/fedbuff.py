@@ -151,6 +151,15 @@ class FedBuffScheduler:
         self._contributed[client_id] = self.step.round
         self.step.results[client_id] = digest
 
+    def record_failure(self, client_id: str, digest: bytes) -> None:
+        """The client gave its task up: the task ends, and like a result it is the client's
+        one answer in this buffer (it trains again from the next); a repeated report is a
+        duplicate, a later result for the task a conflict."""
+        task = self._tasks.pop(client_id)
+        self._owners.pop(task.task_id, None)
+        self._accepted[client_id] = (task.task_id, digest)
+        self._contributed[client_id] = self.step.round
+
     def task_round(self, client_id: str, task_id: str) -> int:
         """The round of an open task on the current model (older models are not served:
         the client drops the task and checks in again)."""

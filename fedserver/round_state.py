@@ -103,6 +103,8 @@ class Step:
     deadline: float | None = None
     first_waiting_at: float | None = None  # the selection timeout counts from here
     results: dict[str, bytes] = field(default_factory=dict)  # client -> digest
+    # client -> digest of its ReportFailure: it gave its task up and sends no result
+    gave_up: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def kind(self) -> PhaseKind:
@@ -242,8 +244,9 @@ class RoundStateMachine:
             if task_id.startswith(prefix) and task_id[len(prefix):] in step.selected:
                 raise Rejection(RejectReason.NOT_YOUR_TASK, task_id)
             raise Rejection(RejectReason.UNKNOWN_TASK, task_id)
-        if client_id in step.results:
-            if step.results[client_id] == digest:
+        answered = step.results.get(client_id, step.gave_up.get(client_id))
+        if answered is not None:  # one answer per task: a result or a failure report
+            if answered == digest:
                 return False
             raise Rejection(RejectReason.CONFLICTING_DUPLICATE, task_id)
         self._check_fields(kind=kind, round=round, version=version, mask_id=mask_id)
@@ -266,6 +269,11 @@ class RoundStateMachine:
     def record_result(self, client_id: str, digest: bytes) -> None:
         """Record a result that :meth:`check_result` accepted (call under the same lock)."""
         self.step.results[client_id] = digest
+
+    def record_failure(self, client_id: str, digest: bytes) -> None:
+        """Record a failure report that :meth:`check_result` accepted: the client sends no
+        result for this step, so the step need not wait for it."""
+        self.step.gave_up[client_id] = digest
 
     # -- the scheduler seam (fedserver.schedules): what differs under asynchronous modes --
     def task_round(self, client_id: str, task_id: str) -> int:
@@ -299,6 +307,13 @@ class RoundStateMachine:
             return self._close(False, "empty cohort (nobody was sampled)")
         if len(step.results) >= step.target or len(step.results) == len(step.selected):
             return self._close(True, "all results in")
+        if step.gave_up and len(step.results) + len(step.gave_up) >= len(step.selected):
+            # nobody left to wait for: the deadline would only add latency
+            ok = len(step.results) >= step.quorum
+            tail = f"{len(step.gave_up)} gave up"
+            return self._close(ok, f"every client answered ({tail})" if ok else
+                               f"every client answered: {len(step.results)} < quorum "
+                               f"{step.quorum} ({tail})")
         if step.deadline is not None and now >= step.deadline:
             ok = len(step.results) >= step.quorum
             return self._close(ok, "deadline" if ok else
@@ -307,8 +322,9 @@ class RoundStateMachine:
 
     def _close(self, succeeded: bool, reason: str) -> ClosedStep:
         step = self.step
-        self._closed_tasks = {step.task_id(self.run_id, c): (step.round, step.results.get(c))
-                              for c in step.selected}
+        self._closed_tasks = {
+            step.task_id(self.run_id, c): (step.round, step.results.get(c, step.gave_up.get(c)))
+            for c in step.selected}
         last = step.index == len(self.plan.phases(step.round)) - 1
         return ClosedStep(step, self._clock(), succeeded, reason,
                           ends_round=last or (not succeeded and step.phase.required))

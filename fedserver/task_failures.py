@@ -6,7 +6,9 @@ operator saw a round time out with no clue. Now it says why, and the reason land
 round's record (``measurements.client_failures``: client id -> reason name) and in the
 metrics. Invariants: a report is validated (known reason, bounded detail) before it is
 kept; each (client, round) is kept once, so a retried report is a duplicate; a report
-never counts as a result (it does not make a quorum, and the model is untouched).
+never counts as a result (it does not make a quorum, and the model is untouched), but it
+is the client's one answer to its task: a later result for it is a conflict, and a step
+whose selected clients have all answered closes without waiting for its deadline.
 """
 
 from __future__ import annotations

@@ -172,3 +172,24 @@ def test_simulate_config_errors_are_one_line_and_exit_2(
     assert main(["simulate", "--no-progress", *flags]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"fedprune simulate: {message}"), err
+
+
+def test_a_given_up_task_ends_and_the_client_trains_again_in_the_next_buffer() -> None:
+    sm, clock = make(k=2)
+    given_up = task(sm, "a")
+    new = sm.check_result("a", given_up.task_id, kind=PhaseKind.TRAIN, round=given_up.round,
+                          version=None, mask_id=None, digest=b"failure")
+    assert new
+    sm.record_failure("a", b"failure")
+    assert sm.active_count == 0 and sm.step.results == {}  # a failure is not a result
+    assert not sm.check_result("a", given_up.task_id, kind=PhaseKind.TRAIN, round=1,
+                               version=None, mask_id=None, digest=b"failure")  # a repeat
+    with pytest.raises(Rejection) as err:  # its one answer was the failure
+        push(sm, "a", given_up)
+    assert err.value.reason is RejectReason.CONFLICTING_DUPLICATE
+    assert isinstance(sm.poll("a"), Wait)  # one answer per client per buffer
+    tb, tc = task(sm, "b"), task(sm, "c")
+    assert push(sm, "b", tb) and push(sm, "c", tc)
+    flush(sm, clock)
+    again = task(sm, "a")  # the next buffer: a trains again
+    assert again.task_id != given_up.task_id and push(sm, "a", again)

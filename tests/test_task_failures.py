@@ -8,6 +8,8 @@ status the coordinator records) instead of exiting.
 from __future__ import annotations
 
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -18,7 +20,15 @@ from fedclient.daemon import ClientDaemon
 from fedclient.local_work import LocalWorker
 from fedcore.datasets import DataSpec, load_client_data
 from fedcore.pb import coordinator_pb2 as cpb
-from tests.helpers import TOKEN, RawClient, running_server, server_config, wait_for
+from tests.helpers import (
+    TOKEN,
+    RawClient,
+    running_server,
+    server_config,
+    update_for,
+    wait_for,
+    zero_delta,
+)
 
 
 @pytest.mark.timeout(90)
@@ -83,6 +93,59 @@ def test_failure_reports_are_validated_like_results(tmp_path: Path) -> None:
             assert first.accepted and not first.duplicate and again.duplicate
             assert running.coordinator.failures.of(task.round) == {"c1": "bad_model"}
             assert running.coordinator.sm.step.results == {}  # a failure is not a result
+        finally:
+            c1.close()
+            c2.close()
+
+
+def _both_selected(c1: RawClient, c2: RawClient) -> tuple[cpb.Task, cpb.Task]:
+    """Two long-polls at once, so one cohort of two takes both."""
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda c: c.round(max_wait_ms=20000), (c1, c2))
+    assert first.kind == second.kind == cpb.TASK_KIND_TRAIN and first.round == second.round
+    return first, second
+
+
+@pytest.mark.timeout(120)
+def test_a_round_whose_clients_all_answered_closes_without_waiting_for_its_deadline(
+        tmp_path: Path) -> None:
+    config = server_config(tmp_path / "state", "evaluation.test_set=", "round.rounds=2",
+                           "round.clients_per_round=2", "round.min_clients=1",
+                           "round.deadline_s=600", "round.selection_timeout_s=30")
+    with running_server(config) as running:
+        coord = running.coordinator
+        c1, c2 = RawClient(running.port, "c1"), RawClient(running.port, "c2")
+        try:
+            def gave_up(client: RawClient, task: cpb.Task) -> cpb.PushAck:
+                return client.stub.ReportFailure(
+                    cpb.TaskFailure(task_id=task.task_id, round=task.round,
+                                    reason=cpb.FAILURE_REASON_NON_FINITE_UPDATE),
+                    metadata=client.metadata, timeout=10)
+
+            # round 1: one result, one failure -> completed at once, on the one result
+            t1, t2 = _both_selected(c1, c2)
+            assert gave_up(c1, t1).accepted
+            with pytest.raises(grpc.RpcError) as info:  # its one answer was the failure
+                c1.push_payload(*update_for(t1, zero_delta(c1.pull(t1))))
+            assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            started = time.monotonic()
+            assert c2.push_payload(*update_for(t2, zero_delta(c2.pull(t2)))).accepted
+            wait_for(lambda: len(coord.store.rounds()) == 1, 10, "round 1 closed")
+            first = coord.store.rounds()[0]
+            assert (first.status, first.reason, first.clients) == (
+                "completed", "every client answered (1 gave up)", ["c2"])
+            assert first.measurements["client_failures"] == {"c1": "non_finite_update"}
+            # round 2: both give up -> failed at once, the model as it was
+            version = coord.model.version
+            t1, t2 = _both_selected(c1, c2)
+            assert gave_up(c1, t1).accepted and gave_up(c2, t2).accepted
+            wait_for(lambda: len(coord.store.rounds()) == 2, 10, "round 2 closed")
+            second = coord.store.rounds()[1]
+            assert (second.status, second.reason) == (
+                "failed", "every client answered: 0 < quorum 1 (2 gave up)")
+            assert coord.model.version == version
+            assert time.monotonic() - started < 60  # neither waited for its 600 s deadline
+            assert gave_up(c2, t2).duplicate  # a repeated report after the close
         finally:
             c1.close()
             c2.close()

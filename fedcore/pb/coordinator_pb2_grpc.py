@@ -132,7 +132,11 @@ class CoordinatorServicer:
         allow, or the pulled model is unusable. The task is checked like a result (NOT_FOUND /
         PERMISSION_DENIED / DEADLINE_EXCEEDED as for PushUpdate); the coordinator records the
         reason with the task's round (report.json: rounds[].measurements.client_failures)
-        and counts it (metric fedprune_client_failures). Idempotent per (client, task).
+        and counts it (metric fedprune_client_failures). Idempotent per (client, task). The
+        report is the client's one answer to the task: a later PushUpdate for it is refused
+        with ALREADY_EXISTS. A report is not a result (it counts toward no quorum), but a
+        step whose selected clients have all answered, by result or report, closes at once
+        instead of at its deadline (failed if fewer results than its quorum came in).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
