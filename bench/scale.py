@@ -83,14 +83,17 @@ def coordinator_config(state: Path, update: str, clients: int, rounds: int,
 class Coord:
     """The ``-m fedserver`` child: start, wait for its endpoint, read its report."""
 
-    def __init__(self, config: ServerConfig, work: Path, *, nice: int) -> None:
+    def __init__(self, config: ServerConfig, work: Path, *, nice: int,
+                 resumes: bool = False) -> None:
         self.state = Path(config.state_dir)
         path = work / "server.toml"
         path.write_text(config_io.to_toml(config))
         (self.state / "endpoint.json").unlink(missing_ok=True)
         self.log = open(work / "server.log", "ab")
         self.proc = subprocess.Popen(
-            ["nice", "-n", str(nice), sys.executable, "-m", "fedserver", "--config", str(path)],
+            ["nice", "-n", str(nice), sys.executable, "-m", "fedserver", "--config", str(path),
+             # the measured cell resumes the warm-up's state with its own cohort size
+             *(["--accept-config-change"] if resumes else [])],
             stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
         self.endpoint = self._wait(lambda: _json(self.state / "endpoint.json"), 120, "endpoint")
@@ -231,7 +234,7 @@ def run_cell(clients: int, update: str, args: argparse.Namespace) -> dict[str, A
         rnd = 2
     config = coordinator_config(state, update, clients, rnd, args.set)
     with CoordinatorMemory() as memory:
-        coord = Coord(config, work, nice=args.nice)
+        coord = Coord(config, work, nice=args.nice, resumes=rnd > 1)
         spy = None
         if args.profile:  # py-spy: where the coordinator's CPU goes (collapsed stacks)
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",

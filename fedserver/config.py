@@ -41,8 +41,13 @@ class NetworkConfig:
     reflection: bool = False  # gRPC server reflection (v1alpha and v1); opt-in
     stream_idle_s: float = 30.0  # a PushUpdate stream silent this long is cancelled
     # client-streaming / bidi calls (PushUpdate, reflection) reading at once; more wait
-    # up to stream_idle_s for a slot, then RESOURCE_EXHAUSTED. Bounds pushes in memory.
+    # up to stream_slot_wait_s for a slot, then RESOURCE_EXHAUSTED. Bounds pushes in memory.
     max_open_streams: int = 256
+    # How long a stream waits for a slot. Longer than the read deadline: when C clients
+    # push at once, pushes queue at the coordinator's fold rate (10,000 at ~170/s is about
+    # a minute), and a refused push costs a re-upload; each waiting call holds only its
+    # gRPC stream (bounded by max_concurrent_rpcs and max_calls_per_client).
+    stream_slot_wait_s: float = 120.0
     # PullModel streams sending at once (each holds about one chunk); more wait their turn
     max_open_downloads: int = 32
     # calls one client id may have in progress at once (long-polls, pulls, pushes); more
@@ -61,6 +66,7 @@ class NetworkConfig:
         _check(self.max_payload_bytes > 0, "max_payload_bytes", "must be > 0")
         _check(self.long_poll_s > 0, "long_poll_s", "must be > 0")
         _check(self.stream_idle_s > 0, "stream_idle_s", "must be > 0")
+        _check(self.stream_slot_wait_s > 0, "stream_slot_wait_s", "must be > 0")
         _check(0 <= self.inline_payload_bytes <= self.max_message_bytes // 2,
                "inline_payload_bytes", "must be in 0..max_message_bytes/2")
         _check(self.max_open_streams >= 1, "max_open_streams", "must be >= 1")

@@ -183,6 +183,7 @@ async def _build_server(config: ServerConfig, coordinator: Coordinator,
     calls = CallLimiter(limit=net.max_concurrent_rpcs,
                         on_reject=coordinator.metrics.call_rejected)
     streams = StreamLimiter(limit=net.open_streams_limit, idle_s=net.stream_idle_s,
+                            slot_wait_s=net.stream_slot_wait_s,
                             on_reject=coordinator.metrics.call_rejected)
     server = grpc.aio.server(options=_grpc_options(config), interceptors=[calls, streams])
     tasks = TaskFactory(config, run_id=coordinator.run_id, clock=coordinator.clock)

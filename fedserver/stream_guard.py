@@ -112,11 +112,13 @@ class CallLimiter(grpc.aio.ServerInterceptor):
 
 
 class StreamLimiter(grpc.aio.ServerInterceptor):
-    def __init__(self, *, limit: int, idle_s: float, on_reject: OnReject) -> None:
+    def __init__(self, *, limit: int, idle_s: float, slot_wait_s: float,
+                 on_reject: OnReject) -> None:
         self._limit = limit
         self._idle_s = idle_s
+        self._slot_wait_s = slot_wait_s
         self._slots = asyncio.Semaphore(limit)  # binds to the loop of its first wait
-        self._log = RejectionLog(what=f"no stream slot within {idle_s:g} s (more than "
+        self._log = RejectionLog(what=f"no stream slot within {slot_wait_s:g} s (more than "
                                       f"network.max_open_streams = {limit} streams open)",
                                  on_reject=on_reject)
 
@@ -130,7 +132,7 @@ class StreamLimiter(grpc.aio.ServerInterceptor):
         async def admit(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             slots = self._slots
             try:
-                await asyncio.wait_for(slots.acquire(), self._idle_s)
+                await asyncio.wait_for(slots.acquire(), self._slot_wait_s)
             except TimeoutError:
                 self._log.refused(method, grpc.StatusCode.RESOURCE_EXHAUSTED)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,

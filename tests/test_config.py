@@ -33,6 +33,7 @@ def test_precedence_toml_env_flags(tmp_path: Path) -> None:
     ("wire.zstd=maybe", "config key 'wire.zstd': expected bool"),
     ("round=3", "expected a table"),
     ("novalue", "must look like section.key=value"),
+    ("network.stream_slot_wait_s=0", "stream_slot_wait_s: must be > 0"),
 ])
 def test_bad_values_name_the_key(override: str, message: str) -> None:
     with pytest.raises(config_io.ConfigError, match=message.replace(".", r"\.")
