@@ -33,23 +33,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the known-update client daemon lives with the tests
 
-from fedclient.config import ClientConfig  # noqa: E402
 from fedclient.fault import FaultConfig  # noqa: E402
-from fedcore.datasets import DataSpec  # noqa: E402
 from fedcore.secagg.fixed_point import ring_bits_for  # noqa: E402
 from fedserver.aggregators.base import find_key  # noqa: E402
-from tests.helpers import (  # noqa: E402
-    TOKEN,
-    free_port,
-    running_server,
-    server_config,
-    spawn,
-    stop,
-    wait_for,
-    with_port,
-    write_config,
-)
-from tests.secagg_client import SCALE, plain_sum_digest  # noqa: E402
+from tests import helpers as th  # noqa: E402
+from tests import secagg_client as known  # noqa: E402
 
 PHASES = ("advertise_keys", "share_keys", "masked_train", "unmask")
 VALUE_BITS = 16
@@ -58,36 +46,28 @@ VALUE_BITS = 16
 def run_cell(*, workdir: Path, clients: int, threshold: int, phase: str, fraction: float,
              step_deadline_s: float) -> dict[str, Any]:
     killed = round(fraction * clients)
-    levels = (1 << (VALUE_BITS - 1)) - 1
-    config = server_config(
+    config = th.server_config(
         workdir / "state", "secagg.enabled=true", f"secagg.threshold={threshold}",
-        f"secagg.value_bits={VALUE_BITS}", f"secagg.clip_range={levels / SCALE!r}",
+        f"secagg.value_bits={VALUE_BITS}", f"secagg.clip_range={known.clip_range(VALUE_BITS)!r}",
         f"secagg.step_deadline_s={step_deadline_s}", f"round.deadline_s={3 * step_deadline_s}",
         "round.selection_timeout_s=5", "round.rounds=2", f"round.clients_per_round={clients}",
         f"round.min_clients={threshold}", "evaluation.test_set=")
-    port = free_port()
+    port = th.free_port()
     ids = [f"c{i}" for i in range(clients)]
     doomed = set(ids[:killed])
-    procs = []
-    for i, cid in enumerate(ids):
-        fault = FaultConfig(die_at=phase, die_from_round=2) if cid in doomed else FaultConfig()
-        cfg = ClientConfig(server=f"127.0.0.1:{port}", client_id=cid, token=TOKEN,
-                           max_wait_ms=2000, backoff_initial_s=0.1, backoff_max_s=0.3,
-                           data=DataSpec(source="digits", partition=i, num_partitions=clients),
-                           fault=fault)
-        procs.append(spawn("tests.secagg_client", write_config(workdir / f"{cid}.toml", cfg),
-                           workdir / f"{cid}.log"))
+    procs = known.spawn_clients(workdir, port, ids, token=th.TOKEN, faults={
+        cid: FaultConfig(die_at=phase, die_from_round=2) for cid in doomed})
     try:
-        wait_for(lambda: all("serving" in (workdir / f"{c}.log").read_text() for c in ids),
-                 600, f"{clients} client daemons up")
-        with running_server(with_port(config, port)) as server:
+        th.wait_for(lambda: known.all_serving(workdir, ids), 600,
+                    f"{clients} client daemons up")
+        with th.running_server(th.with_port(config, port)) as server:
             coordinator = server.coordinator
-            wait_for(lambda: coordinator.finished, 600, "two secure rounds")
+            th.wait_for(lambda: coordinator.finished, 600, "two secure rounds")
             records = {r.round: r for r in coordinator.store.rounds()}
             shapes = {n: tuple(a.shape) for n, a in coordinator.model.params.items()}
             version = coordinator.model.version
     finally:
-        stop(procs)
+        th.stop(procs)
     died = sorted(c for c, p in zip(ids, procs, strict=True) if p.returncode == -9)
     ring_bits = ring_bits_for(VALUE_BITS, clients)
     rows = []
@@ -101,10 +81,11 @@ def run_cell(*, workdir: Path, clients: int, threshold: int, phase: str, fractio
             taken = sorted(rec.client_metrics)
             row.update(status=rec.status, reason=rec.reason, selected=rec.selected,
                        inputs=len(taken), seconds=round(rec.closed - rec.started, 2),
-                       bytes_up=rec.bytes_up, bytes_down=rec.bytes_down)
+                       bytes_up=rec.bytes_up, bytes_down=rec.bytes_down,
+                       up_per_input=rec.bytes_up // max(1, len(taken)))
             if rec.status == "completed":
-                row["exact"] = find_key(rec.measurements, "sum_sha256") == plain_sum_digest(
-                    taken, rnd, shapes, ring_bits)
+                row["exact"] = find_key(rec.measurements, "sum_sha256") == \
+                    known.plain_sum_digest(taken, rnd, shapes, ring_bits)
             # the cohort the cell is about: all clients, minus the dead where they sent
             # nothing (``selected`` counts a phase's survivors, so it shrinks with deaths)
             expected_inputs = clients - (row["killed"] if phase != "unmask" else 0)
@@ -127,11 +108,9 @@ def _table(cells: list[dict[str, Any]]) -> str:
             seen_baseline = seen_baseline or row["round"] == 1
             where = row["phase"] or "(nobody)"
             pct = f"{row['killed']} of {cell['clients']} ({100 * row['killed'] // cell['clients']} %)"
-            inputs = row.get("inputs", "-")
             exact = {True: "yes", False: "**NO**", None: "-"}[row.get("exact")]
-            up = f"{row['bytes_up'] / max(1, inputs if isinstance(inputs, int) else 1) / 1e3:.1f} kB" \
-                if "bytes_up" in row else "-"
-            lines.append(f"| {where} | {pct} | {inputs} | {row['status']} | {exact} | "
+            up = f"{row['up_per_input'] / 1e3:.1f} kB" if "up_per_input" in row else "-"
+            lines.append(f"| {where} | {pct} | {row.get('inputs', '-')} | {row['status']} | {exact} | "
                          f"{row.get('seconds', '-')} | {up} | "
                          f"{'yes' if row.get('cohort_as_configured') else '**no**'} |")
     return "\n".join(lines)

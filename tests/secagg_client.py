@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import subprocess
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
 from fedclient.config import ClientConfig
 from fedclient.daemon import ClientDaemon
+from fedclient.fault import FaultConfig
 from fedclient.local_work import LocalWorker, TrainOutcome
 from fedcore import config as config_io
-from fedcore.datasets import load_client_data
+from fedcore.datasets import DataSpec, load_client_data
 from fedcore.logs import configure_logging
 from fedcore.pb import coordinator_pb2 as cpb
 
@@ -37,6 +41,33 @@ def known_delta(client_id: str, round_: int, shapes: dict[str, tuple[int, ...]],
             values = values * masks[name]
         out[name] = values.astype(np.float32)
     return out
+
+
+def clip_range(value_bits: int) -> float:
+    """The ``secagg.clip_range`` at which ``value_bits`` levels quantize at exactly SCALE."""
+    return ((1 << (value_bits - 1)) - 1) / SCALE
+
+
+def spawn_clients(folder: Path, port: int, ids: list[str], *, token: str,
+                  faults: Mapping[str, FaultConfig]) -> list[subprocess.Popen[bytes]]:
+    """One known-update daemon per id (config and log in ``folder``), each on its own digits
+    partition; ``faults`` gives some of them a [fault] (e.g. SIGKILL at a phase)."""
+    from tests.helpers import spawn, write_config  # imports the server: not in the daemon
+
+    procs = []
+    for i, cid in enumerate(ids):
+        cfg = ClientConfig(server=f"127.0.0.1:{port}", client_id=cid, token=token,
+                           max_wait_ms=2000, backoff_initial_s=0.1, backoff_max_s=0.3,
+                           data=DataSpec(source="digits", partition=i, num_partitions=len(ids)),
+                           fault=faults.get(cid, FaultConfig()))
+        procs.append(spawn("tests.secagg_client", write_config(folder / f"{cid}.toml", cfg),
+                           folder / f"{cid}.log"))
+    return procs
+
+
+def all_serving(folder: Path, ids: list[str]) -> bool:
+    """True once every daemon's log says it is serving."""
+    return all("serving" in (folder / f"{c}.log").read_text() for c in ids)
 
 
 def plain_sum_digest(clients: list[str], round_: int, shapes: dict[str, tuple[int, ...]],

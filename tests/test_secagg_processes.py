@@ -16,48 +16,38 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fedclient.config import ClientConfig
 from fedclient.fault import FaultConfig
-from fedcore.datasets import DataSpec
 from fedserver.aggregators.base import find_key
 from tests.helpers import (
     TOKEN,
     free_port,
     running_server,
     server_config,
-    spawn,
     stop,
     wait_for,
     with_port,
-    write_config,
 )
-from tests.secagg_client import SCALE, plain_sum_digest
+from tests.secagg_client import all_serving, clip_range, plain_sum_digest, spawn_clients
 
 DEATHS = {1: ("advertise_keys", 2), 2: ("share_keys", 3), 3: ("masked_train", 4),
           4: ("unmask", 5)}  # client index -> (phase, round)
 
 
 def test_secure_sum_is_exact_with_clients_killed_at_each_phase(tmp_path: Path) -> None:
-    levels = (1 << 15) - 1
     config = server_config(
         tmp_path / "state", "secagg.enabled=true", "secagg.threshold=2",
-        "secagg.value_bits=16", f"secagg.clip_range={levels / SCALE!r}",
+        "secagg.value_bits=16", f"secagg.clip_range={clip_range(16)!r}",
         "secagg.step_deadline_s=4", "round.deadline_s=6", "round.selection_timeout_s=1.5",
         "round.rounds=5", "round.clients_per_round=5", "round.min_clients=2",
         "evaluation.test_set=")
     port = free_port()
-    procs = []  # started first: once all are up, round 1 takes all five at once
-    for i in range(5):
-        phase, rnd = DEATHS.get(i, ("", 1))
-        cfg = ClientConfig(server=f"127.0.0.1:{port}", client_id=f"c{i}", token=TOKEN,
-                           max_wait_ms=2000, backoff_initial_s=0.1, backoff_max_s=0.3,
-                           data=DataSpec(source="digits", partition=i, num_partitions=5),
-                           fault=FaultConfig(die_at=phase, die_from_round=rnd))
-        path = write_config(tmp_path / f"c{i}.toml", cfg)
-        procs.append(spawn("tests.secagg_client", path, tmp_path / f"c{i}.log"))
+    ids = [f"c{i}" for i in range(5)]
+    # started first: once all are up, round 1 takes all five at once
+    procs = spawn_clients(tmp_path, port, ids, token=TOKEN, faults={
+        f"c{i}": FaultConfig(die_at=phase, die_from_round=rnd)
+        for i, (phase, rnd) in DEATHS.items()})
     try:
-        wait_for(lambda: all("serving" in (tmp_path / f"c{i}.log").read_text()
-                             for i in range(5)), 240, "five client daemons up")
+        wait_for(lambda: all_serving(tmp_path, ids), 240, "five client daemons up")
         with running_server(with_port(config, port)) as server:
             coordinator = server.coordinator
             wait_for(lambda: coordinator.finished, 120, "five secure rounds")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
@@ -147,3 +148,40 @@ def test_push_stream_of_empty_chunks_is_refused_after_a_few(tmp_path: Path) -> N
                                           timeout=10).accepted
         finally:
             client.close()
+
+
+def test_a_push_waits_for_a_stream_slot_up_to_stream_slot_wait_s(tmp_path: Path) -> None:
+    """One slot, held by a silent stream until its read deadline (1 s) reaps it: an honest
+    push queued behind it is taken when the slot frees if it may wait longer than that
+    (``network.stream_slot_wait_s``), and refused with RESOURCE_EXHAUSTED if not."""
+    release = threading.Event()
+
+    def silent() -> Iterator[object]:
+        release.wait(30)
+        yield from ()
+
+    for wait_s, accepted in ((5.0, True), (0.3, False)):
+        config = server_config(tmp_path / f"state-{wait_s}", "evaluation.test_set=",
+                               "network.max_open_streams=1", "network.stream_idle_s=1",
+                               f"network.stream_slot_wait_s={wait_s}")
+        with running_server(config) as running:
+            holder, honest = RawClient(running.port, "holder"), RawClient(running.port, "c1")
+            try:
+                task = honest.round()
+                update = update_for(task, zero_delta(honest.pull(task)))
+                held = holder.stub.PushUpdate.future(silent(), metadata=holder.metadata,
+                                                     timeout=20)
+                time.sleep(0.3)  # the silent stream has the slot
+                if accepted:
+                    assert honest.push_payload(*update).accepted
+                else:
+                    with pytest.raises(grpc.RpcError) as info:
+                        honest.push_payload(*update)
+                    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                    assert "streams open" in (info.value.details() or "")
+                assert held.exception().code() == grpc.StatusCode.CANCELLED  # reaped
+            finally:
+                release.set()
+                holder.close()
+                honest.close()
+        release.clear()
